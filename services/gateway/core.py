@@ -1,0 +1,136 @@
+"""The gateway's pure logic: the confirmation policy and how events change a run's record.
+
+Run records are `switchboard.v1.Run` messages; every function here takes a record and returns nothing
+but changes it, so the Redis-backed store can apply them inside an optimistic transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+
+from switchboard.v1 import switchboard_pb2 as pb
+
+MAX_TEXT_CHARS = 4000
+
+FINAL_STATUSES = frozenset(
+    {pb.RUN_STATUS_ANSWERED, pb.RUN_STATUS_NEEDS_CLARIFICATION, pb.RUN_STATUS_REFUSED, pb.RUN_STATUS_FAILED}
+)
+
+
+class Policy(Enum):
+    """What the gateway does with a routed call."""
+
+    RUN_NOW = "run_now"
+    ASK_PERSON = "ask_person"
+
+
+def decide(tool: pb.ToolInfo | None) -> Policy:
+    """Read-only tools run at once; anything that changes something, or is unknown, waits for a person."""
+    if tool is None or tool.confirmation_required or tool.destructive:
+        return Policy.ASK_PERSON
+    return Policy.RUN_NOW
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def status_name(status: int) -> str:
+    """`RUN_STATUS_ANSWERED` → `answered`."""
+    return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_").lower()
+
+
+def step_status_name(status: int) -> str:
+    return pb.StepStatus.Name(status).removeprefix("STEP_STATUS_").lower()
+
+
+def new_run(run_id: str, session_id: str, text: str, dry_run: bool) -> pb.Run:
+    at = now_ms()
+    return pb.Run(
+        run_id=run_id,
+        session_id=session_id,
+        text=text,
+        dry_run=dry_run,
+        status=pb.RUN_STATUS_PLANNING,
+        created_unix_ms=at,
+        updated_unix_ms=at,
+    )
+
+
+def step_record(run: pb.Run, number: int) -> pb.StepRecord:
+    """The record of step `number`, created if this is the first we hear of it."""
+    for record in run.steps:
+        if record.number == number:
+            return record
+    record = run.steps.add(number=number, status=pb.STEP_STATUS_PLANNED)
+    return record
+
+
+def _add_hops(record: pb.StepRecord, hops: list[str]) -> None:
+    for hop in hops:
+        if hop not in record.hops:
+            record.hops.append(hop)
+
+
+def apply_step(run: pb.Run, step: pb.Step, hops: list[str]) -> None:
+    """The planner emitted a step."""
+    record = step_record(run, step.number)
+    record.intent = step.intent
+    record.server = step.server
+    _add_hops(record, hops)
+    if run.status not in FINAL_STATUSES:
+        run.status = pb.RUN_STATUS_RUNNING
+    run.updated_unix_ms = now_ms()
+
+
+def apply_proposal(
+    run: pb.Run, call: pb.ToolCall, hops: list[str], status: pb.StepStatus, needs_confirmation: bool
+) -> None:
+    """The router proposed a call and the policy gave it `status`."""
+    record = step_record(run, call.step)
+    record.tool = call.tool
+    record.arguments_json = call.arguments_json
+    del record.candidates[:]
+    record.candidates.extend(call.candidates)
+    record.confirmation_required = needs_confirmation
+    record.status = status
+    if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
+        record.error = call.reason
+    _add_hops(record, hops)
+    if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+        run.status = pb.RUN_STATUS_AWAITING_CONFIRMATION
+    elif run.status not in FINAL_STATUSES:
+        run.status = pb.RUN_STATUS_RUNNING
+    run.updated_unix_ms = now_ms()
+
+
+def apply_decision(run: pb.Run, step: int, approved: bool, arguments_json: str, reason: str) -> pb.StepRecord:
+    """A person approved or rejected a waiting step."""
+    record = step_record(run, step)
+    record.arguments_json = arguments_json
+    record.status = pb.STEP_STATUS_APPROVED if approved else pb.STEP_STATUS_REJECTED
+    if not approved:
+        record.error = reason or "rejected by the person"
+    run.status = pb.RUN_STATUS_RUNNING
+    run.updated_unix_ms = now_ms()
+    return record
+
+
+def apply_result(run: pb.Run, result: pb.StepResult, hops: list[str]) -> None:
+    """A step finished (or was settled without running)."""
+    record = step_record(run, result.step)
+    record.status = result.status
+    record.result_json = result.content_json
+    if result.error:
+        record.error = result.error
+    record.duration_ms = result.duration_ms
+    _add_hops(record, list(result.hops) + hops)
+    run.updated_unix_ms = now_ms()
+
+
+def apply_finished(run: pb.Run, finished: pb.RunFinished) -> None:
+    """The planner gave the answer."""
+    run.status = finished.status
+    run.answer = finished.answer
+    run.updated_unix_ms = now_ms()

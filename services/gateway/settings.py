@@ -1,0 +1,9 @@
+"""The gateway's settings."""
+
+from __future__ import annotations
+
+from switchboard.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    """The gateway needs only the common settings (its HTTP port among them)."""

@@ -1,0 +1,35 @@
+"""Start the router: `python -m services.router`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.router.app import ToolRouter
+from services.router.server import RouterServicer
+from services.router.settings import RouterSettings
+from switchboard import keys
+from switchboard.llm import LocalModel
+from switchboard.service import ServiceRuntime
+from switchboard.streams import StreamWorker
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+
+async def main(settings: RouterSettings) -> None:
+    runtime = ServiceRuntime("router", settings)
+    router = ToolRouter(LocalModel(settings.router_model, n_threads=settings.router_threads or None))
+    await runtime.serve(
+        lambda server: pb_grpc.add_RouterServicer_to_server(RouterServicer(router), server),
+        workers=[
+            StreamWorker(
+                runtime.redis,
+                stream=keys.RANKED,
+                group=keys.GROUP_ROUTER,
+                consumer=runtime.instance,
+                handler=router.on_ranked,
+            )
+        ],
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(RouterSettings()))

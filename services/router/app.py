@@ -1,0 +1,74 @@
+"""The router's work on a ranked step: one proposed tool call (or a request for clarification)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from services.router import core
+from switchboard import keys
+from switchboard.envelope import Envelope, step_key
+from switchboard.streams import Emit, emit
+from switchboard.telemetry import STEP_OUTCOMES
+from switchboard.v1 import switchboard_pb2 as pb
+
+STAGE = "router"
+
+
+def candidate_tools(candidates: Sequence[pb.Candidate]) -> list[core.CandidateTool]:
+    tools = []
+    for c in candidates:
+        try:
+            schema = json.loads(c.input_schema_json) if c.input_schema_json else {}
+        except json.JSONDecodeError:
+            schema = {}
+        tools.append(core.CandidateTool(c.tool, c.description, c.score, schema))
+    return tools
+
+
+def schema_grammar(schema: dict[str, Any]) -> str:
+    """GBNF that only admits JSON matching `schema` (llama.cpp's own converter)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(json.dumps(schema))
+
+
+class ToolRouter:
+    def __init__(self, model: core.ChoiceModel) -> None:
+        self.model = model
+
+    async def route(self, text: str, candidates: Sequence[pb.Candidate], context: str = "") -> pb.ToolCall:
+        decision = await asyncio.to_thread(
+            core.route, text, candidate_tools(candidates), self.model, schema_grammar, context
+        )
+        outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
+        STEP_OUTCOMES.labels(
+            stage=STAGE, outcome=pb.RouteOutcome.Name(outcome).removeprefix("ROUTE_OUTCOME_").lower()
+        ).inc()
+        return pb.ToolCall(
+            tool=decision.tool,
+            arguments_json=json.dumps(decision.arguments),
+            outcome=outcome,
+            reason=decision.reason,
+            confidence=decision.confidence,
+            candidates=list(candidates),
+        )
+
+    async def on_ranked(self, envelope: Envelope) -> Sequence[Emit]:
+        step = pb.Step.FromString(envelope.body)
+        call = await self.route(step.intent, step.candidates, step.context)
+        call.run_id = step.run_id
+        call.step = step.number
+        call.dry_run = step.dry_run
+        call.hops.extend([*step.hops, keys.RANKED])
+        return [
+            emit(
+                keys.PROPOSED,
+                step.run_id,
+                step.number,
+                step_key(step.run_id, step.number, STAGE),
+                call.SerializeToString(),
+            )
+        ]

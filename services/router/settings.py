@@ -1,0 +1,14 @@
+"""The router's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from switchboard.settings import CommonSettings, default_llm_path
+
+
+class RouterSettings(CommonSettings):
+    router_model: Path = Field(default_factory=default_llm_path, description="GGUF file of the router's model.")
+    router_threads: int = Field(0, ge=0, description="llama.cpp threads; 0 means one per core.")

@@ -1,0 +1,48 @@
+"""Start the tool host and its MCP servers: `python -m services.toolhost`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from services.toolhost.app import ApprovedCallWorker, ToolHost
+from services.toolhost.core import SERVER_MODULES
+from services.toolhost.mcp_pool import McpServer
+from services.toolhost.server import ToolHostServicer
+from services.toolhost.settings import ToolHostSettings
+from switchboard import keys
+from switchboard.secrets import read_or_create_secret
+from switchboard.service import ServiceRuntime
+from switchboard.streams import StreamWorker
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+
+async def main(settings: ToolHostSettings) -> None:
+    runtime = ServiceRuntime("toolhost", settings)
+    # The servers are handed the resolved roots, so they agree with the tool host on what is allowed.
+    server_env = {
+        "SWITCHBOARD_ALLOWED_ROOTS": os.pathsep.join(str(root) for root in settings.roots()),
+        "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
+    }
+    servers = [McpServer(name, module, server_env) for name, module in SERVER_MODULES.items()]
+    host = ToolHost(servers, read_or_create_secret(settings.secret_path), settings.call_timeout_seconds)
+    supervisors = [lambda s=server: s.supervise(runtime.stop) for server in servers]
+    worker = ApprovedCallWorker(runtime.redis, host)
+    await runtime.serve(
+        lambda server: pb_grpc.add_ToolHostServicer_to_server(ToolHostServicer(host), server),
+        workers=[
+            StreamWorker(
+                runtime.redis,
+                stream=keys.APPROVED,
+                group=keys.GROUP_TOOLHOST,
+                consumer=runtime.instance,
+                handler=worker.on_approved,
+            )
+        ],
+        background=supervisors,
+        ready=host.wait_ready,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(ToolHostSettings()))

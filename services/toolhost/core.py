@@ -1,0 +1,95 @@
+"""The tool host's pure logic: tool names, flags read from MCP tool definitions, call errors.
+
+Tools are named `server.tool` (e.g. `filesystem.list_dir`). Each MCP server declares, in a tool's
+`_meta`, whether the tool needs a person's confirmation and whether it can be undone; MCP's own
+`destructiveHint` says whether it is destructive.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
+from switchboard.errors import InvalidRequest, NotFound
+
+# The MCP servers the tool host starts, by name → the module that runs one over stdio.
+SERVER_MODULES: dict[str, str] = {
+    "filesystem": "services.toolhost.servers.filesystem",
+}
+
+
+class UnknownTool(NotFound):
+    """A call named a tool no server offers; the message suggests the nearest names."""
+
+
+class MissingApproval(InvalidRequest):
+    """A call that needs a person's confirmation came without the gateway's valid signature."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool as the tool host serves it."""
+
+    name: str
+    server: str
+    description: str
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    confirmation_required: bool = True
+    undo_supported: bool = False
+    destructive: bool = False
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+def spec_from_mcp(
+    server: str,
+    name: str,
+    description: str,
+    schema: dict[str, Any],
+    meta: dict[str, Any] | None,
+    destructive_hint: bool | None,
+) -> ToolSpec:
+    """A `ToolSpec` from an MCP tool definition. A tool that does not say is treated as needing confirmation."""
+    meta = meta or {}
+    return ToolSpec(
+        name=f"{server}.{name}",
+        server=server,
+        description=description,
+        input_schema=schema,
+        confirmation_required=bool(meta.get(META_CONFIRMATION_REQUIRED, True)),
+        undo_supported=bool(meta.get(META_UNDO_SUPPORTED, False)),
+        destructive=bool(meta.get(META_DESTRUCTIVE, destructive_hint or False)),
+    )
+
+
+def resolve_tool(name: str, tools: dict[str, ToolSpec]) -> ToolSpec:
+    """The tool called `name`, or `UnknownTool` naming the closest real ones."""
+    if name in tools:
+        return tools[name]
+    suffix = [spec for spec in tools.values() if spec.short_name == name]
+    if len(suffix) == 1:
+        return suffix[0]
+    close = difflib.get_close_matches(name, list(tools), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `sb tools` lists them"
+    raise UnknownTool(f"no tool named {name!r}{hint}")
+
+
+def parse_arguments(arguments_json: str) -> dict[str, Any]:
+    """Call arguments from JSON; they must be an object."""
+    try:
+        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"arguments are not valid JSON: {exc}") from exc
+    if not isinstance(arguments, dict):
+        raise InvalidRequest("arguments must be a JSON object")
+    return arguments
+
+
+def missing_required(spec: ToolSpec, arguments: dict[str, Any]) -> list[str]:
+    """Required parameters the call leaves out."""
+    return [name for name in spec.input_schema.get("required", []) if name not in arguments]

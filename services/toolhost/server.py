@@ -1,0 +1,24 @@
+"""The tool host's gRPC API: the catalogue, and calls (confirmation-gated like the stream path)."""
+
+from __future__ import annotations
+
+import grpc
+
+from services.toolhost.app import ToolHost
+from switchboard.v1 import switchboard_pb2 as pb
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+
+class ToolHostServicer(pb_grpc.ToolHostServicer):
+    def __init__(self, host: ToolHost) -> None:
+        self.host = host
+
+    async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
+        return pb.ListToolsResponse(tools=self.host.catalogue())
+
+    async def CallTool(self, request: pb.CallToolRequest, context: grpc.aio.ServicerContext) -> pb.StepResult:
+        if not request.tool:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tool is empty")
+        return await self.host.call(
+            request.tool, request.arguments_json, request.run_id, request.step, request.approval
+        )

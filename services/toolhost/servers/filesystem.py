@@ -1,0 +1,567 @@
+"""The `filesystem` MCP server: list, read, write, move, copy, delete (to the trash) and find files.
+
+Every path goes through the `Sandbox`, so a tool only ever touches the allowed roots. Nothing is lost:
+`delete_file` moves the file into the trash, and `write_file` copies the file it overwrites there first;
+each trash entry is `<trash_dir>/<uuid>/` holding the file and a `manifest.json` saying where it came
+from. Run over stdio with `python -m services.toolhost.servers.filesystem`; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import re
+import shutil
+import stat
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from services.toolhost.sandbox import Sandbox
+from services.toolhost.servers import tool_meta
+from services.toolhost.settings import ToolHostSettings
+from switchboard.errors import InvalidRequest
+from switchboard.telemetry import setup_logging
+
+log = logging.getLogger("services.toolhost.servers.filesystem")  # not "__main__" under `python -m`
+
+SERVER_NAME = "filesystem"
+MAX_LIST_ENTRIES = 1000
+MAX_READ_BYTES = 1024 * 1024
+MANIFEST_NAME = "manifest.json"
+
+EntryType = Literal["file", "dir", "symlink", "other"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class FileInfo(BaseModel):
+    """One file, folder or link."""
+
+    name: str
+    path: str
+    type: EntryType
+    size: int = Field(description="Bytes; for a folder, the size of its directory entry.")
+    modified: str = Field(description="Last modification, ISO 8601 with the local UTC offset.")
+
+
+class DirListing(BaseModel):
+    path: str
+    entries: list[FileInfo]
+    truncated: bool = Field(description="True when there were more entries than were returned.")
+    note: str | None = None
+
+
+class FileContent(BaseModel):
+    path: str
+    content: str
+    size: int = Field(description="Size of the file in bytes.")
+    encoding: str
+
+
+class WriteResult(BaseModel):
+    success: bool
+    path: str
+    size: int = Field(description="Bytes written.")
+    overwrote: bool = Field(description="True when an existing file was replaced.")
+    trash_id: str | None = Field(None, description="Trash entry holding the replaced content, if any.")
+
+
+class MoveResult(BaseModel):
+    success: bool
+    original_path: str
+    new_path: str
+
+
+class CopyResult(BaseModel):
+    success: bool
+    source: str
+    path: str = Field(description="Where the copy was written.")
+
+
+class DeleteResult(BaseModel):
+    success: bool
+    path: str
+    trash_id: str = Field(description="Trash entry the file was moved into; it can be restored from there.")
+    trash_path: str
+
+
+class SearchResult(BaseModel):
+    path: str
+    pattern: str
+    matches: list[FileInfo]
+    truncated: bool = Field(description="True when more entries matched than max_results.")
+
+
+class Metadata(BaseModel):
+    name: str
+    path: str
+    type: EntryType
+    size: int
+    created: str = Field(description="Creation time where recorded, else last status change (ISO 8601).")
+    modified: str
+    accessed: str
+    permissions: str = Field(description='Owner, group, other, like "rw-r--r--".')
+    mime_type: str | None = Field(description="Guessed from the file name; null when unknown.")
+
+
+@dataclass(frozen=True)
+class TrashEntry:
+    """Where a trashed file now lives."""
+
+    trash_id: str
+    stored_path: Path
+
+
+class Trash:
+    """Deleted and overwritten files, each in `<root>/<uuid>/` with a `manifest.json` beside it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def keep(self, path: Path, *, move: bool, reason: str) -> TrashEntry:
+        """Move (or copy) `path` into a new trash entry, its manifest written first.
+
+        Manifest first: a failure can leave a manifest without its file, never a file no manifest
+        accounts for.
+        """
+        trash_id = str(uuid.uuid4())
+        folder = self.root / trash_id
+        folder.mkdir(parents=True)
+        # The file keeps its name unless that name is the manifest's.
+        stored = folder / (path.name if path.name != MANIFEST_NAME else f"_{path.name}")
+        manifest = {
+            "original_path": str(path),
+            "trashed_at": datetime.now(UTC).isoformat(),
+            "sha256": _sha256(path),
+            "size": path.lstat().st_size,
+            "reason": reason,
+            "stored_as": stored.name,
+        }
+        try:
+            (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            if move:
+                shutil.move(path, stored)
+            else:
+                shutil.copy2(path, stored, follow_symlinks=False)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return TrashEntry(trash_id=trash_id, stored_path=stored)
+
+
+def build_server(settings: ToolHostSettings) -> MCPServer:
+    """The filesystem server, confined to `settings.roots()`, trashing into `settings.trash_dir`."""
+    sandbox = Sandbox(settings.roots())
+    trash = Trash(settings.trash_dir)
+    roots = ", ".join(str(r) for r in sandbox.roots)
+    server = MCPServer(
+        SERVER_NAME,
+        instructions=f"Files and folders on this computer, limited to: {roots}. Deleted files go to a trash.",
+    )
+
+    resolve = sandbox.resolve
+
+    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @_report_expected_failures
+    def list_dir(
+        path: Annotated[str, Field(description="Absolute path of the folder to list, e.g. ~/Documents.")],
+        recursive: Annotated[bool, Field(description="Also list everything in subfolders.")] = False,
+        filter: Annotated[
+            str | None, Field(description='Glob on entry names, e.g. "*.pdf". Omit to list everything.')
+        ] = None,
+    ) -> DirListing:
+        """List what is inside one folder: names, paths, type (file, dir, symlink), size and date.
+
+        Use this when you know the folder. To find files by name anywhere below a folder, use
+        search_files instead. To read a file's text, use read_file.
+        """
+        folder = _existing_dir(resolve(path), path)
+        entries, truncated = _take(
+            (e for e in _walk(folder, recursive) if filter is None or _glob(filter, e.name)), MAX_LIST_ENTRIES
+        )
+        note = None
+        if truncated:
+            note = f"Only the first {MAX_LIST_ENTRIES} entries are shown; use filter or search_files to narrow."
+        return DirListing(path=str(folder), entries=entries, truncated=truncated, note=note)
+
+    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @_report_expected_failures
+    def read_file(
+        path: Annotated[str, Field(description="Absolute path of the text file to read.")],
+        encoding: Annotated[str, Field(description='Text encoding of the file, e.g. "utf-8" or "latin-1".')] = "utf-8",
+    ) -> FileContent:
+        """Read a plain text file (notes, code, CSV, JSON, Markdown, logs) and return its text.
+
+        Only for text up to 1 MiB. For PDF, DOCX or HTML use document.extract_text; for images
+        use ocr.extract_text_from_image. To see size and dates without reading, use get_metadata.
+        """
+        file = _existing_file(resolve(path), path)
+        size = file.stat().st_size
+        if size > MAX_READ_BYTES:
+            raise ToolError(
+                f"{file} is {size} bytes, more than read_file's limit of {MAX_READ_BYTES} bytes (1 MiB). "
+                "Use get_metadata for its details, or document.extract_text for a large document."
+            )
+        data = file.read_bytes()
+        try:
+            text = data.decode(encoding)
+        except LookupError as exc:
+            raise ToolError(f"Unknown encoding {encoding!r}. Use utf-8, or latin-1 for older files.") from exc
+        except UnicodeDecodeError as exc:
+            raise ToolError(_not_text(file, f"it is not valid {encoding}")) from exc
+        if "\0" in text:
+            raise ToolError(_not_text(file, "it holds binary data"))
+        return FileContent(path=str(file), content=text, size=size, encoding=encoding)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+        meta=tool_meta(confirmation_required=True, undo_supported=False),
+    )
+    @_report_expected_failures
+    def write_file(
+        path: Annotated[str, Field(description="Absolute path of the file to create or replace.")],
+        content: Annotated[str, Field(description="The complete text to put in the file.")],
+        encoding: Annotated[str, Field(description='Text encoding to write, e.g. "utf-8".')] = "utf-8",
+    ) -> WriteResult:
+        """Create a text file, or replace the whole content of an existing one.
+
+        Missing parent folders are created. A replaced file's old content is kept in the trash.
+        To put a file somewhere else use move_file or copy_file, not write_file.
+        """
+        target = resolve(path)
+        if target.is_dir():
+            raise ToolError(f"{target} is a folder. Give a file path inside it, e.g. {target / 'notes.txt'}.")
+        try:
+            data = content.encode(encoding)
+        except LookupError as exc:
+            raise ToolError(f"Unknown encoding {encoding!r}. Use utf-8.") from exc
+        except UnicodeEncodeError as exc:
+            raise ToolError(f"The content cannot be written as {encoding}: {exc.reason}. Use utf-8.") from exc
+        trash_id = None
+        if target.exists():
+            trash_id = trash.keep(target, move=False, reason="overwritten by write_file").trash_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(target, data)
+        log.info("wrote %s (%d bytes, previous content in trash %s)", target, len(data), trash_id)
+        return WriteResult(
+            success=True, path=str(target), size=len(data), overwrote=trash_id is not None, trash_id=trash_id
+        )
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        ),
+        meta=tool_meta(confirmation_required=True, undo_supported=True),
+    )
+    @_report_expected_failures
+    def move_file(
+        source: Annotated[str, Field(description="Absolute path of the file or folder to move.")],
+        destination: Annotated[str, Field(description="Absolute new path, or an existing folder to move it into.")],
+        create_dirs: Annotated[bool, Field(description="Create missing parent folders of the destination.")] = True,
+    ) -> MoveResult:
+        """Move or rename a file (or folder). Never overwrites: the destination must not exist yet.
+
+        Use this to rename, or to move files into another folder. To keep the original where it
+        is, use copy_file. To get rid of a file, use delete_file.
+        """
+        src = resolve(source, follow_last=False)
+        if not src.is_symlink() and not src.exists():
+            raise ToolError(_missing(src, source))
+        dst = _into_folder(resolve(destination, follow_last=False), src.name)
+        if src.is_dir() and not src.is_symlink() and dst.is_relative_to(src):
+            raise ToolError(f"Cannot move {src} into itself. Choose a destination outside it.")
+        _refuse_existing(dst)
+        if not dst.parent.is_dir():
+            if not create_dirs:
+                raise ToolError(f"Folder {dst.parent} does not exist. Call again with create_dirs true.")
+            dst.parent.mkdir(parents=True)
+        shutil.move(src, dst)
+        log.info("moved %s to %s", src, dst)
+        return MoveResult(success=True, original_path=str(src), new_path=str(dst))
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        ),
+        meta=tool_meta(confirmation_required=True, undo_supported=False),
+    )
+    @_report_expected_failures
+    def copy_file(
+        source: Annotated[str, Field(description="Absolute path of the file to copy.")],
+        destination: Annotated[str, Field(description="Absolute path of the new copy, or a folder to copy it into.")],
+    ) -> CopyResult:
+        """Copy one file to a new place, keeping the original. Never overwrites an existing file.
+
+        Use move_file instead to move or rename. Copies single files, not folders.
+        """
+        src = _existing_file(resolve(source), source)
+        dst = _into_folder(resolve(destination), src.name)
+        _refuse_existing(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        # "x" mode: if something appears at dst meanwhile, fail rather than overwrite it.
+        with src.open("rb") as reader, dst.open("xb") as writer:
+            shutil.copyfileobj(reader, writer)
+        shutil.copystat(src, dst)
+        log.info("copied %s to %s", src, dst)
+        return CopyResult(success=True, source=str(src), path=str(dst))
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        ),
+        meta=tool_meta(confirmation_required=True, undo_supported=True, destructive=True),
+    )
+    @_report_expected_failures
+    def delete_file(
+        path: Annotated[str, Field(description="Absolute path of the file to delete.")],
+    ) -> DeleteResult:
+        """Delete one file by moving it to the trash, where it can be restored. Refuses folders.
+
+        Use move_file to move a file elsewhere instead. To delete several files, find them with
+        search_files, then delete each one.
+        """
+        target = resolve(path, follow_last=False)
+        if not target.is_symlink():
+            if not target.exists():
+                raise ToolError(_missing(target, path))
+            if target.is_dir():
+                raise ToolError(f"{target} is a folder; delete_file only deletes files. Delete the files inside it.")
+        entry = trash.keep(target, move=True, reason="deleted by delete_file")
+        log.info("trashed %s as %s", target, entry.trash_id)
+        return DeleteResult(success=True, path=str(target), trash_id=entry.trash_id, trash_path=str(entry.stored_path))
+
+    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @_report_expected_failures
+    def search_files(
+        path: Annotated[str, Field(description="Absolute path of the folder to search in, subfolders included.")],
+        pattern: Annotated[
+            str, Field(description='Name to look for: a glob like "*.pdf" or "report*", or a regular expression.')
+        ],
+        type: Annotated[
+            Literal["file", "dir", "symlink"] | None, Field(description="Only return this kind of entry.")
+        ] = None,
+        max_results: Annotated[int, Field(ge=1, le=MAX_LIST_ENTRIES, description="Most matches to return.")] = 100,
+    ) -> SearchResult:
+        """Find files or folders by name anywhere below a folder (searches all subfolders).
+
+        Use this when you know part of a name but not where it is. To see one folder's contents,
+        use list_dir. This matches names only, not the text inside files.
+        """
+        folder = _existing_dir(resolve(path), path)
+        matches_name = _name_matcher(pattern)
+        found, truncated = _take(
+            (e for e in _walk(folder, True) if (type is None or e.type == type) and matches_name(e.name)),
+            max_results,
+        )
+        return SearchResult(path=str(folder), pattern=pattern, matches=found, truncated=truncated)
+
+    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @_report_expected_failures
+    def get_metadata(
+        path: Annotated[str, Field(description="Absolute path of the file or folder.")],
+    ) -> Metadata:
+        """Details of one file or folder: size, created, modified and accessed dates, permissions, type.
+
+        Does not read the content; use read_file for that. To see many files at once, use list_dir.
+        """
+        target = resolve(path, follow_last=False)
+        if not target.is_symlink() and not target.exists():
+            raise ToolError(_missing(target, path))
+        info = target.lstat()
+        return Metadata(
+            name=target.name,
+            path=str(target),
+            type=_entry_type(info.st_mode),
+            size=info.st_size,
+            created=_iso(getattr(info, "st_birthtime", info.st_ctime)),
+            modified=_iso(info.st_mtime),
+            accessed=_iso(info.st_atime),
+            permissions=stat.filemode(info.st_mode)[1:],
+            mime_type=mimetypes.guess_type(target.name)[0],
+        )
+
+    return server
+
+
+def _report_expected_failures(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn refusals and OS errors into tool errors, whose text the model reads and can act on."""
+
+    @functools.wraps(fn)
+    def tool(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except InvalidRequest as exc:
+            raise ToolError(str(exc)) from exc
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ToolError(f"{exc.strerror or exc}{where}. Check the path and permissions, then try again.") from exc
+
+    return tool
+
+
+def _read_only() -> ToolAnnotations:
+    return ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+def _missing(path: Path, raw: str) -> str:
+    return f"{raw!r} does not exist ({path}). Check the name with list_dir on its folder, or use search_files."
+
+
+def _existing_dir(path: Path, raw: str) -> Path:
+    if not path.exists():
+        raise ToolError(_missing(path, raw))
+    if not path.is_dir():
+        raise ToolError(f"{path} is a file, not a folder. Use read_file or get_metadata for a file.")
+    return path
+
+
+def _existing_file(path: Path, raw: str) -> Path:
+    if not path.exists():
+        raise ToolError(_missing(path, raw))
+    if path.is_dir():
+        raise ToolError(f"{path} is a folder, not a file. Use list_dir to see what is inside.")
+    return path
+
+
+def _into_folder(destination: Path, name: str) -> Path:
+    """`mv a dir/` semantics: an existing folder as destination means "inside it, same name"."""
+    return destination / name if destination.is_dir() and not destination.is_symlink() else destination
+
+
+def _refuse_existing(destination: Path) -> None:
+    if destination.is_symlink() or destination.exists():
+        raise ToolError(
+            f"{destination} already exists and will not be overwritten. Choose another name, "
+            "or delete_file it first (it goes to the trash)."
+        )
+
+
+def _not_text(path: Path, why: str) -> str:
+    return (
+        f"{path} is not a text file ({why}). For PDF, DOCX or HTML use document.extract_text; for images "
+        "use ocr.extract_text_from_image; for an older text file try encoding latin-1."
+    )
+
+
+def _walk(folder: Path, recursive: bool) -> Iterator[FileInfo]:
+    """Entries sorted by name, each subfolder's contents right after it; links are not followed."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except PermissionError:
+        if recursive:
+            return  # an unreadable subfolder is skipped rather than failing the whole listing
+        raise
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we were listing
+        kind = _entry_type(info.st_mode)
+        yield FileInfo(name=entry.name, path=entry.path, type=kind, size=info.st_size, modified=_iso(info.st_mtime))
+        if recursive and kind == "dir":
+            yield from _walk(Path(entry.path), True)
+
+
+def _take(items: Iterator[FileInfo], limit: int) -> tuple[list[FileInfo], bool]:
+    """Up to `limit` items, and whether there were more."""
+    taken: list[FileInfo] = []
+    for item in items:
+        if len(taken) == limit:
+            return taken, True
+        taken.append(item)
+    return taken, False
+
+
+def _glob(pattern: str, name: str) -> bool:
+    # Case-insensitive: "*.PDF" and "*.pdf" mean the same to a person.
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
+
+
+def _name_matcher(pattern: str) -> Callable[[str], bool]:
+    """A regex if it uses regex-only syntax and compiles, else a glob if it has glob characters,
+    else a regex if it compiles, else a plain substring. Case-insensitive throughout."""
+    try:
+        regex: re.Pattern[str] | None = re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        regex = None
+    if regex is not None and any(c in pattern for c in "^$\\+(){}|"):
+        return _searcher(regex)
+    if any(c in pattern for c in "*?["):
+        # Names hold no "/": "**/*.py" means "*.py" here.
+        name_glob = pattern.rsplit("/", 1)[-1]
+        return lambda name: _glob(name_glob, name)
+    if regex is not None:
+        return _searcher(regex)
+    needle = pattern.lower()
+    return lambda name: needle in name.lower()
+
+
+def _searcher(regex: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda name: regex.search(name) is not None
+
+
+def _entry_type(mode: int) -> EntryType:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+    """Of the content; of the link text for a symlink, which is what the trash keeps."""
+    if path.is_symlink():
+        return hashlib.sha256(os.fsencode(os.readlink(path))).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of it."""
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if target.exists():
+            shutil.copymode(target, temp)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def main() -> None:
+    """Serve the filesystem tools over stdio, with the tool host's settings."""
+    settings = ToolHostSettings()
+    setup_logging(f"toolhost.{SERVER_NAME}", settings.log_level)
+    build_server(settings).run("stdio")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Code every Switchboard service shares: stream envelope and workers, settings, telemetry, stubs."""

@@ -1,0 +1,237 @@
+"""`sb`: Switchboard from the terminal, through the gateway's HTTP API.
+
+Commands: ask, runs, show, confirm, tools, status. Errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import httpx
+from pydantic import Field
+
+from switchboard.settings import CommonSettings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AWAITING = 3
+FINAL = {"answered", "needs_clarification", "refused", "failed"}
+
+
+class CliSettings(CommonSettings):
+    gateway_url: str = Field("", description="The gateway's HTTP API; empty: this machine's, on the HTTP port.")
+    token: str = Field("", description="Bearer token; empty: read it from the state directory.")
+
+    @property
+    def api_url(self) -> str:
+        return self.gateway_url or f"http://127.0.0.1:{self.http_port}"
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    print(f"sb: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+class Client:
+    """The gateway's HTTP API, with errors turned into one-line failures."""
+
+    def __init__(self, settings: CliSettings) -> None:
+        token = settings.token
+        if not token:
+            try:
+                token = settings.token_path.read_text().strip()
+            except FileNotFoundError:
+                fail(f"no API token at {settings.token_path}; start the stack (`make start`) or set SWITCHBOARD_TOKEN")
+        self.base = settings.api_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the gateway at {self.base} ({exc.__class__.__name__}); is the stack running?")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("error") or response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            fail(f"{response.status_code}: {detail}")
+        return response.json()
+
+    def events(self, run_id: str) -> Any:
+        """Yield a run's events (dicts) as they happen, until it finishes."""
+        try:
+            with self.http.stream("GET", f"/v1/runs/{run_id}/events", timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    fail(f"{response.status_code}: {response.text}")
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
+        except httpx.HTTPError as exc:
+            fail(f"lost the event stream of run {run_id} ({exc.__class__.__name__})")
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def describe_run(run: dict[str, Any]) -> str:
+    lines = [f"run {run['run_id']}  [{run['status']}]  {run['text']}"]
+    for step in run["steps"]:
+        args = json.dumps(step["arguments"], ensure_ascii=False)
+        lines.append(f"  step {step['number']}: {step['tool'] or '-'} {args}  [{step['status']}]")
+        if step["error"]:
+            lines.append(f"    {step['error']}")
+    if run["answer"]:
+        lines.append("")
+        lines.append(run["answer"])
+    return "\n".join(lines)
+
+
+def cmd_ask(client: Client, args: argparse.Namespace) -> int:
+    submitted = client.request(
+        "POST", "/v1/turns", json={"text": args.text, "session_id": args.session or "", "dry_run": args.dry_run}
+    )
+    run_id = submitted["run_id"]
+    if not args.wait:
+        print_json(submitted) if args.json else print(run_id)
+        return 0
+    awaiting = None
+    for event in client.events(run_id):
+        if not args.json or sys.stderr.isatty():
+            detail = f" {event['message']}" if event["message"] and event["kind"] != "finished" else ""
+            step = f" step {event['step']}" if event["step"] else ""
+            print(f"… {event['kind']}{step}{detail}", file=sys.stderr, flush=True)
+        if event["kind"] == "awaiting_confirmation":
+            awaiting = event["step"]
+            break
+    run = client.request("GET", f"/v1/runs/{run_id}")
+    print_json(run) if args.json else print(describe_run(run))
+    if awaiting is not None and run["status"] not in FINAL:
+        print(f"sb: step {awaiting} waits for you: sb confirm {run_id} {awaiting} [--reject]", file=sys.stderr)
+        return EXIT_AWAITING
+    return EXIT_FAILED if run["status"] == "failed" else 0
+
+
+def cmd_runs(client: Client, args: argparse.Namespace) -> int:
+    runs = client.request("GET", "/v1/runs", params={"limit": args.limit})["runs"]
+    if args.json:
+        print_json(runs)
+    for run in [] if args.json else runs:
+        print(f"{run['run_id']}  {run['status']:<22} {run['text'][:70]}")
+    return 0
+
+
+def cmd_show(client: Client, args: argparse.Namespace) -> int:
+    run = client.request("GET", f"/v1/runs/{args.run}")
+    print_json(run) if args.json else print(describe_run(run))
+    return 0
+
+
+def cmd_confirm(client: Client, args: argparse.Namespace) -> int:
+    run = client.request(
+        "POST",
+        f"/v1/runs/{args.run}/steps/{args.step}/confirm",
+        json={"approve": not args.reject, "reason": args.reason},
+    )
+    print_json(run) if args.json else print(describe_run(run))
+    return 0
+
+
+def cmd_tools(client: Client, args: argparse.Namespace) -> int:
+    tools = client.request("GET", "/v1/tools")["tools"]
+    if args.json:
+        print_json(tools)
+        return 0
+    for tool in tools:
+        flags = "".join(
+            flag
+            for flag, on in (
+                ("C", tool["confirmation_required"]),
+                ("U", tool["undo_supported"]),
+                ("D", tool["destructive"]),
+            )
+            if on
+        )
+        print(
+            f"{tool['name']:<34} {flags:<3} {tool['description'].splitlines()[0][:80] if tool['description'] else ''}"
+        )
+    return 0
+
+
+def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
+    from switchboard.stack import REDIS_URL_FILE
+    from switchboard.status import collect_status
+
+    url = os.environ.get("SWITCHBOARD_REDIS_URL", "")
+    if not url:
+        try:
+            url = (settings.state_dir / REDIS_URL_FILE).read_text().strip()
+        except FileNotFoundError:
+            url = settings.redis_url
+    status = collect_status(url)
+    if args.json:
+        print_json(status)
+    else:
+        redis_state = status["redis"].get("error") or "ok"
+        print(f"redis {url}: {redis_state}")
+        for name, length in status["redis"]["streams"].items():
+            print(f"  {name:<14} {length}")
+        for service in status["services"]:
+            health = "healthy" if service["healthy"] else "NOT HEALTHY"
+            print(f"{service['name']:<9} pid {service['pid']:<8} {service['grpc']:<22} {health}")
+        if not status["services"]:
+            print("no services running")
+    return 0 if "error" not in status["redis"] else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sb", description="Ask Switchboard for things; confirm what it may change.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="submit a request")
+    ask.add_argument("text")
+    ask.add_argument("--wait", action="store_true", help="follow the run until it ends or needs you")
+    ask.add_argument("--json", action="store_true", help="print the run as JSON")
+    ask.add_argument("--dry-run", action="store_true", help="plan and route, execute nothing")
+    ask.add_argument("--session", help="continue this session")
+
+    runs = sub.add_parser("runs", help="list recent runs")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="show one run")
+    show.add_argument("run")
+    show.add_argument("--json", action="store_true")
+
+    confirm = sub.add_parser("confirm", help="allow (or --reject) a step that waits for you")
+    confirm.add_argument("run")
+    confirm.add_argument("step", type=int)
+    confirm.add_argument("--reject", action="store_true")
+    confirm.add_argument("--reason", default="")
+    confirm.add_argument("--json", action="store_true")
+
+    tools = sub.add_parser("tools", help="list the tools")
+    tools.add_argument("--json", action="store_true")
+
+    status = sub.add_parser("status", help="Redis streams and service health")
+    status.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = CliSettings()
+    if args.command == "status":
+        sys.exit(cmd_status(settings, args))
+    commands = {"ask": cmd_ask, "runs": cmd_runs, "show": cmd_show, "confirm": cmd_confirm, "tools": cmd_tools}
+    sys.exit(commands[args.command](Client(settings), args))
+
+
+if __name__ == "__main__":
+    main()

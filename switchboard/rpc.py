@@ -1,0 +1,57 @@
+"""gRPC clients for calls between services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from switchboard.errors import UpstreamUnavailable
+from switchboard.v1 import switchboard_pb2 as pb
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+def channel(addr: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(addr)
+
+
+class ToolHostClient:
+    """The tool host's catalogue and calls, as other services reach them."""
+
+    def __init__(self, addr: str, timeout: float = 10.0) -> None:
+        self.addr = addr
+        self.timeout = timeout
+        self._channel = channel(addr)
+        self._stub = pb_grpc.ToolHostStub(self._channel)
+
+    async def list_tools(self) -> list[pb.ToolInfo]:
+        try:
+            reply = await self._stub.ListTools(pb.ListToolsRequest(), timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise UpstreamUnavailable(f"tool host at {self.addr}: {exc.code().name} {exc.details()}") from exc
+        return list(reply.tools)
+
+    async def wait_for_tools(self, deadline_seconds: float = 300.0) -> list[pb.ToolInfo]:
+        """The catalogue, waiting (with backoff) for the tool host to come up and list its tools."""
+        give_up = time.monotonic() + deadline_seconds
+        delay = 0.2
+        while True:
+            try:
+                tools = await self.list_tools()
+                if tools:
+                    return tools
+                problem = "no tools listed yet"
+            except UpstreamUnavailable as exc:
+                problem = str(exc)
+            if time.monotonic() > give_up:
+                raise UpstreamUnavailable(f"gave up waiting for the tool catalogue: {problem}")
+            log.info("waiting for the tool host: %s", problem)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        await self._channel.close()

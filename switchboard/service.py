@@ -1,0 +1,145 @@
+"""What every service process does besides its own work.
+
+`ServiceRuntime.serve` starts the gRPC server (with `grpc.health.v1`), the Prometheus metrics
+endpoint, the stream workers and a heartbeat in Redis (how `sb status` finds running services), writes
+a pid file, and on SIGINT/SIGTERM stops all of it in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
+
+from switchboard import keys
+from switchboard.settings import CommonSettings
+from switchboard.streams import StreamWorker, refresh_stream_gauges
+from switchboard.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+
+
+def connect_redis(url: str) -> aioredis.Redis:
+    """A Redis client that returns bytes (stream bodies are protobuf)."""
+    return aioredis.Redis.from_url(url, decode_responses=False)
+
+
+class ServiceRuntime:
+    """The lifecycle of one service process."""
+
+    def __init__(self, name: str, settings: CommonSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.stop = asyncio.Event()
+        self.redis = connect_redis(settings.redis_url)
+        self.health = health.aio.HealthServicer()
+        setup_logging(name, settings.log_level)
+        setup_tracing(name, settings.otlp_endpoint)
+
+    async def serve(
+        self,
+        register: Callable[[grpc.aio.Server], None],
+        workers: Sequence[StreamWorker] = (),
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run until a signal arrives.
+
+        Background jobs start at once; `ready` is then awaited (say, for the tool catalogue) before the
+        stream workers start and the service reports SERVING.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+
+        server = grpc.aio.server()
+        register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        listen = self.settings.grpc_listen(self.name)
+        if server.add_insecure_port(listen) == 0:
+            raise OSError(f"{self.name}: cannot listen on {listen}")
+        await server.start()
+        start_http_server(self.settings.metrics_port(self.name), addr=self.settings.bind_host)
+        await self._set_serving(False)
+        self._write_pid()
+        log.info("%s listening on %s (metrics on %s)", self.name, listen, self.settings.metrics_port(self.name))
+
+        tasks = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
+        tasks += [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in background]
+        try:
+            if ready is not None:
+                await ready()
+            tasks += [asyncio.create_task(w.run(self.stop), name=f"worker {w.stream}") for w in workers]
+            await self._set_serving(True)
+            log.info("%s ready", self.name)
+            stop_wait = asyncio.create_task(self.stop.wait())
+            done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self.stop.set()
+            await self._set_serving(False)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await server.stop(grace=2)
+            await self.redis.delete(keys.service_key(self.name, self.instance))
+            await self.redis.aclose()
+            self._remove_pid()
+            log.info("%s stopped", self.name)
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", f"switchboard.v1.{self.name.capitalize()}"):
+            await self.health.set(service, status)
+
+    async def _heartbeat(self) -> None:
+        record = json.dumps(
+            {
+                "name": self.name,
+                "instance": self.instance,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "grpc": self.settings.addr(self.name),
+                "metrics_port": self.settings.metrics_port(self.name),
+                "started_unix": int(time.time()),
+            }
+        )
+        while not self.stop.is_set():
+            await self.redis.set(keys.service_key(self.name, self.instance), record, ex=keys.SERVICE_TTL_SECONDS)
+            await refresh_stream_gauges(self.redis, keys.ALL_STREAMS)
+            try:
+                await asyncio.wait_for(self.stop.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                pass
+
+    @property
+    def pid_path(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.pid"
+
+    def _write_pid(self) -> None:
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_path.write_text(f"{os.getpid()}\n")
+
+    def _remove_pid(self) -> None:
+        try:
+            if self.pid_path.read_text().strip() == str(os.getpid()):
+                self.pid_path.unlink()
+        except FileNotFoundError:
+            pass

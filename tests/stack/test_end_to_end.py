@@ -1,0 +1,113 @@
+"""The whole stack: five processes, real gRPC, real Redis Streams, real models, a real MCP server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from switchboard import keys
+from switchboard.settings import SERVICE_NAMES
+from tests.stack.harness import Stack
+
+pytestmark = pytest.mark.stack
+
+FILES = ("alpha.txt", "budget-2026.xlsx", "notes.md")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("workspace")
+    for name in FILES:
+        (root / name).write_text(f"contents of {name}\n")
+    (root / "drafts").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    redis.Redis.from_url(redis_url).flushdb()
+    running = Stack(redis_url, tmp_path_factory.mktemp("state"), [workspace])
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def test_list_files_crosses_every_stream_and_answers_with_real_names(stack: Stack, workspace: Path) -> None:
+    done = stack.sb("ask", "--json", "--wait", f"List the files in {workspace}")
+    assert done.returncode == 0, done.stderr + stack.log_tail("router") + stack.log_tail("toolhost")
+    run = json.loads(done.stdout)
+
+    assert run["status"] == "answered", run
+    for name in (*FILES, "drafts"):
+        assert name in run["answer"]
+    [step] = run["steps"]
+    assert step["tool"] == "filesystem.list_dir"
+    assert step["arguments"]["path"] == str(workspace)
+    assert step["status"] == "succeeded"
+    assert step["hops"] == [keys.STEPS, keys.RANKED, keys.PROPOSED, keys.APPROVED, keys.RESULTS]
+
+
+def test_status_shows_five_healthy_services_in_five_processes(stack: Stack) -> None:
+    done = stack.sb("status", "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    services = status["services"]
+    assert sorted(s["name"] for s in services) == sorted(SERVICE_NAMES)
+    assert all(s["healthy"] for s in services)
+    assert len({s["pid"] for s in services}) == 5
+    assert {s["pid"] for s in services} == {p.pid for p in stack.processes.values()}
+    assert set(status["redis"]["streams"]) == set(keys.ALL_STREAMS)
+
+
+def test_tools_lists_the_filesystem_tools_with_their_flags(stack: Stack) -> None:
+    done = stack.sb("tools", "--json")
+    assert done.returncode == 0, done.stderr
+    tools = {tool["name"]: tool for tool in json.loads(done.stdout)}
+    assert set(tools["filesystem.list_dir"]) == {
+        "name",
+        "server",
+        "description",
+        "input_schema",
+        "confirmation_required",
+        "undo_supported",
+        "destructive",
+    }
+    assert tools["filesystem.list_dir"]["confirmation_required"] is False
+    assert tools["filesystem.delete_file"]["confirmation_required"] is True
+    assert tools["filesystem.delete_file"]["destructive"] is True
+    assert "path" in tools["filesystem.list_dir"]["input_schema"]["required"]
+
+
+def test_a_change_waits_for_confirmation_and_runs_once_allowed(stack: Stack, workspace: Path) -> None:
+    target = workspace / "alpha.txt"
+    copy = workspace / "drafts" / "alpha-copy.txt"
+    asked = stack.sb("ask", "--json", "--wait", f"Copy the file {target} to {copy}")
+    run = json.loads(asked.stdout)
+    step = run["steps"][0]
+    assert asked.returncode == 3, asked.stderr
+    assert step["status"] == "awaiting_confirmation" and step["tool"] == "filesystem.copy_file"
+    assert not copy.exists()
+
+    confirmed = stack.sb("confirm", run["run_id"], "1")
+    assert confirmed.returncode == 0, confirmed.stderr
+    with stack.http() as http:
+        events = http.get(f"/v1/runs/{run['run_id']}/events").text
+        final = http.get(f"/v1/runs/{run['run_id']}").json()
+    assert "event: finished" in events
+    assert final["status"] == "answered", final
+    assert copy.read_text() == target.read_text()
+
+
+def test_errors_are_one_clear_line(stack: Stack) -> None:
+    missing = stack.sb("show", "no-such-run")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().count("\n") == 0 and "no-such-run" in missing.stderr
+    with stack.http() as http:
+        assert http.post("/v1/turns", json={"text": ""}).status_code == 400
+        assert http.get("/v1/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
