@@ -20,6 +20,9 @@ FINISHED = f"{PREFIX}:finished"  # planner → gateway: the run's answer
 
 ALL_STREAMS = (TURNS, STEPS, RANKED, PROPOSED, APPROVED, RESULTS, FINISHED)
 
+# Messages a stage gave up on after repeated failures, with the error; nothing reads it automatically.
+DEAD_LETTERS = f"{PREFIX}:dead-letters"
+
 # Consumer groups: one per stage.
 GROUP_GATEWAY = "gateway"
 GROUP_PLANNER = "planner"

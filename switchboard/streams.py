@@ -33,6 +33,14 @@ class Emit:
     envelope: Envelope
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message no attempt could process, kept with the error for a person to look at."""
+
+    stream: str
+    fields: dict[bytes, bytes]
+
+
 Handler = Callable[[Envelope], Awaitable[Sequence[Emit]]]
 FailureHandler = Callable[[Envelope, BaseException], Awaitable[Sequence[Emit]]]
 
@@ -150,6 +158,7 @@ class StreamWorker:
         with consume_span(
             f"{self.group} {self.stream}", envelope.traceparent, run_id=envelope.run_id, step=envelope.step
         ):
+            outputs: Sequence[Emit | DeadLetter]
             try:
                 with timed(self.group):
                     outputs = await self.handler(envelope)
@@ -158,20 +167,28 @@ class StreamWorker:
             except Exception as exc:  # noqa: BLE001 - counted, logged, retried, then handed to on_failure
                 STAGE_ERRORS.labels(stage=self.group, error=type(exc).__name__).inc()
                 log.exception("%s failed on %s (run %s step %s)", self.group, msg_id, envelope.run_id, envelope.step)
-                if await self._deliveries(msg_id) < self.max_deliveries or self.on_failure is None:
+                if await self._deliveries(msg_id) < self.max_deliveries:
                     return
-                outputs = await self.on_failure(envelope, exc)
+                # Give up: keep the message on the dead-letter stream and let the stage say what failed.
+                outputs = [*(await self.on_failure(envelope, exc) if self.on_failure else []), self._dead(fields, exc)]
             await self._commit(msg_id, done, outputs)
         self.processed += 1
+
+    def _dead(self, fields: dict[bytes, bytes], exc: BaseException) -> DeadLetter:
+        return DeadLetter(
+            keys.DEAD_LETTERS,
+            {**fields, b"stream": self.stream.encode(), b"group": self.group.encode(), b"error": repr(exc).encode()},
+        )
 
     async def _deliveries(self, msg_id: bytes) -> int:
         info = await self.redis.xpending_range(self.stream, self.group, min=msg_id, max=msg_id, count=1)
         return int(info[0]["times_delivered"]) if info else 0
 
-    async def _commit(self, msg_id: bytes, done: str, outputs: Sequence[Emit]) -> None:
+    async def _commit(self, msg_id: bytes, done: str, outputs: Sequence[Emit | DeadLetter]) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for item in outputs:
-            pipe.xadd(item.stream, item.envelope.to_fields())  # type: ignore[arg-type]
+            fields = item.fields if isinstance(item, DeadLetter) else item.envelope.to_fields()
+            pipe.xadd(item.stream, fields)  # type: ignore[arg-type]
         pipe.set(done, b"1", ex=keys.DONE_TTL_SECONDS)
         pipe.xack(self.stream, self.group, msg_id)
         await pipe.execute()

@@ -10,6 +10,7 @@ from services.filter.server import FilterServicer
 from services.filter.settings import FilterSettings
 from switchboard import keys
 from switchboard.errors import ConfigurationError
+from switchboard.failures import fail_step
 from switchboard.rpc import ToolHostClient
 from switchboard.service import ServiceRuntime
 from switchboard.streams import StreamWorker
@@ -46,6 +47,7 @@ async def main(settings: FilterSettings) -> None:
                 group=keys.GROUP_FILTER,
                 consumer=runtime.instance,
                 handler=tool_filter.on_step,
+                on_failure=fail_step("filter"),
             )
         ],
         background=[refresh],

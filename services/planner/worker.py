@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from services.planner import core
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
+from switchboard.failures import fail_run
 from switchboard.streams import Emit, StreamWorker, emit
 from switchboard.telemetry import STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
@@ -118,9 +119,19 @@ class PlannerWorker:
     def workers(self, consumer: str) -> list[StreamWorker]:
         return [
             StreamWorker(
-                self.redis, stream=keys.TURNS, group=keys.GROUP_PLANNER, consumer=consumer, handler=self.on_turn
+                self.redis,
+                stream=keys.TURNS,
+                group=keys.GROUP_PLANNER,
+                consumer=consumer,
+                handler=self.on_turn,
+                on_failure=fail_run("planner"),
             ),
             StreamWorker(
-                self.redis, stream=keys.RESULTS, group=keys.GROUP_PLANNER, consumer=consumer, handler=self.on_result
+                self.redis,
+                stream=keys.RESULTS,
+                group=keys.GROUP_PLANNER,
+                consumer=consumer,
+                handler=self.on_result,
+                on_failure=fail_run("planner"),
             ),
         ]

@@ -8,6 +8,7 @@ from services.router.app import ToolRouter
 from services.router.server import RouterServicer
 from services.router.settings import RouterSettings
 from switchboard import keys
+from switchboard.failures import fail_step
 from switchboard.llm import LocalModel
 from switchboard.service import ServiceRuntime
 from switchboard.streams import StreamWorker
@@ -26,6 +27,7 @@ async def main(settings: RouterSettings) -> None:
                 group=keys.GROUP_ROUTER,
                 consumer=runtime.instance,
                 handler=router.on_ranked,
+                on_failure=fail_step("router"),
             )
         ],
     )

@@ -11,6 +11,7 @@ from services.toolhost.mcp_pool import McpServer
 from services.toolhost.server import ToolHostServicer
 from services.toolhost.settings import ToolHostSettings
 from switchboard import keys
+from switchboard.failures import fail_step
 from switchboard.secrets import read_or_create_secret
 from switchboard.service import ServiceRuntime
 from switchboard.streams import StreamWorker
@@ -37,6 +38,7 @@ async def main(settings: ToolHostSettings) -> None:
                 group=keys.GROUP_TOOLHOST,
                 consumer=runtime.instance,
                 handler=worker.on_approved,
+                on_failure=fail_step("tool host"),
             )
         ],
         background=supervisors,

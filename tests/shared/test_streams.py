@@ -62,6 +62,23 @@ async def test_failure_stays_pending_then_goes_to_on_failure(redis: aioredis.Red
     out = await redis.xrange(OUT)
     assert [Envelope.from_fields(fields).body for _, fields in out] == [b"boom"]
     assert (await redis.xpending(IN, GROUP))["pending"] == 0
+    [(_, dead)] = await redis.xrange(keys.DEAD_LETTERS)
+    assert dead[b"key"] == b"k" and dead[b"stream"] == IN.encode() and b"boom" in dead[b"error"]
+
+
+async def test_failure_without_a_handler_is_kept_as_a_dead_letter(redis: aioredis.Redis) -> None:
+    attempts: list[int] = []
+
+    async def broken(env: Envelope) -> list[Emit]:
+        attempts.append(1)
+        raise ValueError("cannot parse")
+
+    await publish(redis, [message("poison")])
+    await worker(redis, broken, claim_idle_ms=0, max_deliveries=3).run(burst=True)
+
+    assert len(attempts) == 3
+    assert (await redis.xpending(IN, GROUP))["pending"] == 0
+    assert await redis.xlen(keys.DEAD_LETTERS) == 1
 
 
 async def test_message_left_by_a_dead_consumer_is_claimed(redis: aioredis.Redis) -> None:
