@@ -229,6 +229,9 @@ async def test_get_metadata(settings: ToolHostSettings, root: Path) -> None:
 async def test_write_file_creates_with_parents(settings: ToolHostSettings, root: Path) -> None:
     target = root / "new" / "deeper" / "note.txt"
     result = await ok(settings, "write_file", path=str(target), content="héllo")
+    [undo] = result.pop("undo")
+    assert undo["kind"] == "remove_created" and undo["path"] == str(target)
+    assert undo["sha256"] == hashlib.sha256("héllo".encode()).hexdigest()
     assert result == {
         "success": True,
         "path": str(target),
@@ -244,6 +247,16 @@ async def test_write_file_overwrite_keeps_the_old_content_in_the_trash(settings:
     target = root / "docs" / "a.txt"
     result = await ok(settings, "write_file", path=str(target), content="new text")
     assert result["overwrote"] is True and result["trash_id"]
+    assert result["undo"] == [
+        {
+            "kind": "restore_trash",
+            "path": str(target),
+            "trash_id": result["trash_id"],
+            "replace": True,
+            "original_path": "",
+            "sha256": "",
+        }
+    ]
     assert target.read_text() == "new text"
     manifest, kept = trash_entry(settings, result["trash_id"])
     assert kept.read_text() == "hello\n"
@@ -263,6 +276,16 @@ async def test_move_file_renames_and_moves_into_folders(settings: ToolHostSettin
         "success": True,
         "original_path": str(source),
         "new_path": str(root / "archive" / "2024" / "a.txt"),
+        "undo": [
+            {
+                "kind": "move_back",
+                "path": str(root / "archive" / "2024" / "a.txt"),
+                "original_path": str(source),
+                "trash_id": "",
+                "sha256": "",
+                "replace": False,
+            }
+        ],
     }
     assert not source.exists() and (root / "archive" / "2024" / "a.txt").read_text() == "hello\n"
     into = await ok(settings, "move_file", source=str(root / "docs" / "b.txt"), destination=str(root / "archive"))
@@ -286,6 +309,8 @@ async def test_move_file_refuses_to_overwrite_or_create_dirs_when_told_not_to(
 async def test_copy_file_keeps_the_original(settings: ToolHostSettings, root: Path) -> None:
     source = root / "docs" / "a.txt"
     copied = await ok(settings, "copy_file", source=str(source), destination=str(root / "copy.txt"))
+    [undo] = copied.pop("undo")
+    assert undo["kind"] == "remove_created" and undo["sha256"] == hashlib.sha256(b"hello\n").hexdigest()
     assert copied == {"success": True, "source": str(source), "path": str(root / "copy.txt")}
     assert source.read_text() == (root / "copy.txt").read_text() == "hello\n"
     assert "already exists" in await refused(

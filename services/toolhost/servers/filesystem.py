@@ -9,20 +9,13 @@ from. Run over stdio with `python -m services.toolhost.servers.filesystem`; logs
 from __future__ import annotations
 
 import fnmatch
-import functools
-import hashlib
-import json
 import logging
 import mimetypes
 import os
 import re
 import shutil
 import stat
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, ParamSpec, TypeVar
 
@@ -33,9 +26,20 @@ from pydantic import BaseModel, Field
 
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
+from services.toolhost.servers.kit import (
+    Trash,
+    UndoAction,
+    existing_dir,
+    existing_file,
+    iso,
+    missing,
+    read_only,
+    report_expected_failures,
+    serve,
+    sha256_of,
+    write_atomically,
+)
 from services.toolhost.settings import ToolHostSettings
-from switchboard.errors import InvalidRequest
-from switchboard.telemetry import setup_logging
 
 log = logging.getLogger("services.toolhost.servers.filesystem")  # not "__main__" under `python -m`
 
@@ -80,18 +84,21 @@ class WriteResult(BaseModel):
     size: int = Field(description="Bytes written.")
     overwrote: bool = Field(description="True when an existing file was replaced.")
     trash_id: str | None = Field(None, description="Trash entry holding the replaced content, if any.")
+    undo: list[UndoAction] = Field(default_factory=list, description="How the tool host can reverse this call.")
 
 
 class MoveResult(BaseModel):
     success: bool
     original_path: str
     new_path: str
+    undo: list[UndoAction] = Field(default_factory=list, description="How the tool host can reverse this call.")
 
 
 class CopyResult(BaseModel):
     success: bool
     source: str
     path: str = Field(description="Where the copy was written.")
+    undo: list[UndoAction] = Field(default_factory=list, description="How the tool host can reverse this call.")
 
 
 class DeleteResult(BaseModel):
@@ -99,6 +106,7 @@ class DeleteResult(BaseModel):
     path: str
     trash_id: str = Field(description="Trash entry the file was moved into; it can be restored from there.")
     trash_path: str
+    undo: list[UndoAction] = Field(default_factory=list, description="How the tool host can reverse this call.")
 
 
 class SearchResult(BaseModel):
@@ -120,51 +128,6 @@ class Metadata(BaseModel):
     mime_type: str | None = Field(description="Guessed from the file name; null when unknown.")
 
 
-@dataclass(frozen=True)
-class TrashEntry:
-    """Where a trashed file now lives."""
-
-    trash_id: str
-    stored_path: Path
-
-
-class Trash:
-    """Deleted and overwritten files, each in `<root>/<uuid>/` with a `manifest.json` beside it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def keep(self, path: Path, *, move: bool, reason: str) -> TrashEntry:
-        """Move (or copy) `path` into a new trash entry, its manifest written first.
-
-        Manifest first: a failure can leave a manifest without its file, never a file no manifest
-        accounts for.
-        """
-        trash_id = str(uuid.uuid4())
-        folder = self.root / trash_id
-        folder.mkdir(parents=True)
-        # The file keeps its name unless that name is the manifest's.
-        stored = folder / (path.name if path.name != MANIFEST_NAME else f"_{path.name}")
-        manifest = {
-            "original_path": str(path),
-            "trashed_at": datetime.now(UTC).isoformat(),
-            "sha256": _sha256(path),
-            "size": path.lstat().st_size,
-            "reason": reason,
-            "stored_as": stored.name,
-        }
-        try:
-            (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            if move:
-                shutil.move(path, stored)
-            else:
-                shutil.copy2(path, stored, follow_symlinks=False)
-        except OSError:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return TrashEntry(trash_id=trash_id, stored_path=stored)
-
-
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The filesystem server, confined to `settings.roots()`, trashing into `settings.trash_dir`."""
     sandbox = Sandbox(settings.roots())
@@ -177,8 +140,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
 
     resolve = sandbox.resolve
 
-    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @_report_expected_failures
+    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @report_expected_failures
     def list_dir(
         path: Annotated[str, Field(description="Absolute path of the folder to list, e.g. ~/Documents.")],
         recursive: Annotated[bool, Field(description="Also list everything in subfolders.")] = False,
@@ -191,7 +154,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         Use this when you know the folder. To find files by name anywhere below a folder, use
         search_files instead. To read a file's text, use read_file.
         """
-        folder = _existing_dir(resolve(path), path)
+        folder = existing_dir(resolve(path), path)
         entries, truncated = _take(
             (e for e in _walk(folder, recursive) if filter is None or _glob(filter, e.name)), MAX_LIST_ENTRIES
         )
@@ -200,8 +163,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             note = f"Only the first {MAX_LIST_ENTRIES} entries are shown; use filter or search_files to narrow."
         return DirListing(path=str(folder), entries=entries, truncated=truncated, note=note)
 
-    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @_report_expected_failures
+    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @report_expected_failures
     def read_file(
         path: Annotated[str, Field(description="Absolute path of the text file to read.")],
         encoding: Annotated[str, Field(description='Text encoding of the file, e.g. "utf-8" or "latin-1".')] = "utf-8",
@@ -211,7 +174,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         Only for text up to 1 MiB. For PDF, DOCX or HTML use document.extract_text; for images
         use ocr.extract_text_from_image. To see size and dates without reading, use get_metadata.
         """
-        file = _existing_file(resolve(path), path)
+        file = existing_file(resolve(path), path)
         size = file.stat().st_size
         if size > MAX_READ_BYTES:
             raise ToolError(
@@ -235,7 +198,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         ),
         meta=tool_meta(confirmation_required=True, undo_supported=False),
     )
-    @_report_expected_failures
+    @report_expected_failures
     def write_file(
         path: Annotated[str, Field(description="Absolute path of the file to create or replace.")],
         content: Annotated[str, Field(description="The complete text to put in the file.")],
@@ -259,10 +222,19 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if target.exists():
             trash_id = trash.keep(target, move=False, reason="overwritten by write_file").trash_id
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(target, data)
+        write_atomically(target, data)
         log.info("wrote %s (%d bytes, previous content in trash %s)", target, len(data), trash_id)
+        if trash_id is not None:
+            undo = UndoAction(kind="restore_trash", path=str(target), trash_id=trash_id, replace=True)
+        else:
+            undo = UndoAction(kind="remove_created", path=str(target), sha256=sha256_of(target))
         return WriteResult(
-            success=True, path=str(target), size=len(data), overwrote=trash_id is not None, trash_id=trash_id
+            success=True,
+            path=str(target),
+            size=len(data),
+            overwrote=trash_id is not None,
+            trash_id=trash_id,
+            undo=[undo],
         )
 
     @server.tool(
@@ -271,7 +243,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         ),
         meta=tool_meta(confirmation_required=True, undo_supported=True),
     )
-    @_report_expected_failures
+    @report_expected_failures
     def move_file(
         source: Annotated[str, Field(description="Absolute path of the file or folder to move.")],
         destination: Annotated[str, Field(description="Absolute new path, or an existing folder to move it into.")],
@@ -284,7 +256,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         src = resolve(source, follow_last=False)
         if not src.is_symlink() and not src.exists():
-            raise ToolError(_missing(src, source))
+            raise ToolError(missing(src, source))
         dst = _into_folder(resolve(destination, follow_last=False), src.name)
         if src.is_dir() and not src.is_symlink() and dst.is_relative_to(src):
             raise ToolError(f"Cannot move {src} into itself. Choose a destination outside it.")
@@ -295,7 +267,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             dst.parent.mkdir(parents=True)
         shutil.move(src, dst)
         log.info("moved %s to %s", src, dst)
-        return MoveResult(success=True, original_path=str(src), new_path=str(dst))
+        return MoveResult(
+            success=True,
+            original_path=str(src),
+            new_path=str(dst),
+            undo=[UndoAction(kind="move_back", path=str(dst), original_path=str(src))],
+        )
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -303,7 +280,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         ),
         meta=tool_meta(confirmation_required=True, undo_supported=False),
     )
-    @_report_expected_failures
+    @report_expected_failures
     def copy_file(
         source: Annotated[str, Field(description="Absolute path of the file to copy.")],
         destination: Annotated[str, Field(description="Absolute path of the new copy, or a folder to copy it into.")],
@@ -312,7 +289,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
 
         Use move_file instead to move or rename. Copies single files, not folders.
         """
-        src = _existing_file(resolve(source), source)
+        src = existing_file(resolve(source), source)
         dst = _into_folder(resolve(destination), src.name)
         _refuse_existing(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +298,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             shutil.copyfileobj(reader, writer)
         shutil.copystat(src, dst)
         log.info("copied %s to %s", src, dst)
-        return CopyResult(success=True, source=str(src), path=str(dst))
+        return CopyResult(
+            success=True,
+            source=str(src),
+            path=str(dst),
+            undo=[UndoAction(kind="remove_created", path=str(dst), sha256=sha256_of(dst))],
+        )
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -329,7 +311,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         ),
         meta=tool_meta(confirmation_required=True, undo_supported=True, destructive=True),
     )
-    @_report_expected_failures
+    @report_expected_failures
     def delete_file(
         path: Annotated[str, Field(description="Absolute path of the file to delete.")],
     ) -> DeleteResult:
@@ -341,15 +323,21 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         target = resolve(path, follow_last=False)
         if not target.is_symlink():
             if not target.exists():
-                raise ToolError(_missing(target, path))
+                raise ToolError(missing(target, path))
             if target.is_dir():
                 raise ToolError(f"{target} is a folder; delete_file only deletes files. Delete the files inside it.")
         entry = trash.keep(target, move=True, reason="deleted by delete_file")
         log.info("trashed %s as %s", target, entry.trash_id)
-        return DeleteResult(success=True, path=str(target), trash_id=entry.trash_id, trash_path=str(entry.stored_path))
+        return DeleteResult(
+            success=True,
+            path=str(target),
+            trash_id=entry.trash_id,
+            trash_path=str(entry.stored_path),
+            undo=[UndoAction(kind="restore_trash", path=str(target), trash_id=entry.trash_id)],
+        )
 
-    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @_report_expected_failures
+    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @report_expected_failures
     def search_files(
         path: Annotated[str, Field(description="Absolute path of the folder to search in, subfolders included.")],
         pattern: Annotated[
@@ -365,7 +353,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         Use this when you know part of a name but not where it is. To see one folder's contents,
         use list_dir. This matches names only, not the text inside files.
         """
-        folder = _existing_dir(resolve(path), path)
+        folder = existing_dir(resolve(path), path)
         matches_name = _name_matcher(pattern)
         found, truncated = _take(
             (e for e in _walk(folder, True) if (type is None or e.type == type) and matches_name(e.name)),
@@ -373,8 +361,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         )
         return SearchResult(path=str(folder), pattern=pattern, matches=found, truncated=truncated)
 
-    @server.tool(annotations=_read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @_report_expected_failures
+    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
+    @report_expected_failures
     def get_metadata(
         path: Annotated[str, Field(description="Absolute path of the file or folder.")],
     ) -> Metadata:
@@ -384,61 +372,21 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         target = resolve(path, follow_last=False)
         if not target.is_symlink() and not target.exists():
-            raise ToolError(_missing(target, path))
+            raise ToolError(missing(target, path))
         info = target.lstat()
         return Metadata(
             name=target.name,
             path=str(target),
             type=_entry_type(info.st_mode),
             size=info.st_size,
-            created=_iso(getattr(info, "st_birthtime", info.st_ctime)),
-            modified=_iso(info.st_mtime),
-            accessed=_iso(info.st_atime),
+            created=iso(getattr(info, "st_birthtime", info.st_ctime)),
+            modified=iso(info.st_mtime),
+            accessed=iso(info.st_atime),
             permissions=stat.filemode(info.st_mode)[1:],
             mime_type=mimetypes.guess_type(target.name)[0],
         )
 
     return server
-
-
-def _report_expected_failures(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Turn refusals and OS errors into tool errors, whose text the model reads and can act on."""
-
-    @functools.wraps(fn)
-    def tool(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return fn(*args, **kwargs)
-        except InvalidRequest as exc:
-            raise ToolError(str(exc)) from exc
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise ToolError(f"{exc.strerror or exc}{where}. Check the path and permissions, then try again.") from exc
-
-    return tool
-
-
-def _read_only() -> ToolAnnotations:
-    return ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-
-
-def _missing(path: Path, raw: str) -> str:
-    return f"{raw!r} does not exist ({path}). Check the name with list_dir on its folder, or use search_files."
-
-
-def _existing_dir(path: Path, raw: str) -> Path:
-    if not path.exists():
-        raise ToolError(_missing(path, raw))
-    if not path.is_dir():
-        raise ToolError(f"{path} is a file, not a folder. Use read_file or get_metadata for a file.")
-    return path
-
-
-def _existing_file(path: Path, raw: str) -> Path:
-    if not path.exists():
-        raise ToolError(_missing(path, raw))
-    if path.is_dir():
-        raise ToolError(f"{path} is a folder, not a file. Use list_dir to see what is inside.")
-    return path
 
 
 def _into_folder(destination: Path, name: str) -> Path:
@@ -476,7 +424,7 @@ def _walk(folder: Path, recursive: bool) -> Iterator[FileInfo]:
         except FileNotFoundError:
             continue  # removed while we were listing
         kind = _entry_type(info.st_mode)
-        yield FileInfo(name=entry.name, path=entry.path, type=kind, size=info.st_size, modified=_iso(info.st_mtime))
+        yield FileInfo(name=entry.name, path=entry.path, type=kind, size=info.st_size, modified=iso(info.st_mtime))
         if recursive and kind == "dir":
             yield from _walk(Path(entry.path), True)
 
@@ -527,40 +475,9 @@ def _entry_type(mode: int) -> EntryType:
     return "file" if stat.S_ISREG(mode) else "other"
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    """Of the content; of the link text for a symlink, which is what the trash keeps."""
-    if path.is_symlink():
-        return hashlib.sha256(os.fsencode(os.readlink(path))).hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of it."""
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if target.exists():
-            shutil.copymode(target, temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def main() -> None:
     """Serve the filesystem tools over stdio, with the tool host's settings."""
-    settings = ToolHostSettings()
-    setup_logging(f"toolhost.{SERVER_NAME}", settings.log_level)
-    build_server(settings).run("stdio")
+    serve(build_server, SERVER_NAME)
 
 
 if __name__ == "__main__":
