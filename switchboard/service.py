@@ -22,6 +22,7 @@ import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from switchboard import keys
 from switchboard.settings import CommonSettings
@@ -99,7 +100,10 @@ class ServiceRuntime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await server.stop(grace=2)
-            await self.redis.delete(keys.service_key(self.name, self.instance))
+            try:
+                await self.redis.delete(keys.service_key(self.name, self.instance))
+            except RedisError as exc:  # Redis may already be gone; the record expires by itself
+                log.warning("could not remove the heartbeat record: %s", exc)
             await self.redis.aclose()
             self._remove_pid()
             log.info("%s stopped", self.name)

@@ -52,6 +52,7 @@ def start_redis(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
                 "--logfile",
                 str(state_dir / "logs" / "redis.log"),
             ],
+            start_new_session=True,  # Ctrl-C must not stop Redis before the services have let go of it
         )
     except FileNotFoundError:
         sys.exit("redis-server is not installed: run `make setup` (it installs Debian's redis-server)")
@@ -96,10 +97,16 @@ def up(settings: CommonSettings) -> int:
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT), "start"],
         env=env,
+        # Its own session: Ctrl-C reaches only this launcher, which asks honcho once to stop everything.
+        start_new_session=True,
     )
+    stopping = False
 
     def forward(signum: int, _frame: object) -> None:
-        if honcho.poll() is None:
+        nonlocal stopping
+        if honcho.poll() is None and not stopping:
+            stopping = True
+            print("stopping…", flush=True)
             honcho.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
