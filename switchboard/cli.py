@@ -143,6 +143,12 @@ def cmd_confirm(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_undo(client: Client, args: argparse.Namespace) -> int:
+    run = client.request("POST", f"/v1/runs/{args.run}/steps/{args.step}/undo")
+    print_json(run) if args.json else print(describe_run(run))
+    return 0
+
+
 def cmd_tools(client: Client, args: argparse.Namespace) -> int:
     tools = client.request("GET", "/v1/tools")["tools"]
     if args.json:
@@ -216,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--reason", default="")
     confirm.add_argument("--json", action="store_true")
 
+    undo = sub.add_parser("undo", help="undo what a step changed (restores from the trash, moves back, …)")
+    undo.add_argument("run")
+    undo.add_argument("step", type=int)
+    undo.add_argument("--json", action="store_true")
+
     tools = sub.add_parser("tools", help="list the tools")
     tools.add_argument("--json", action="store_true")
 
@@ -229,7 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = CliSettings()
     if args.command == "status":
         sys.exit(cmd_status(settings, args))
-    commands = {"ask": cmd_ask, "runs": cmd_runs, "show": cmd_show, "confirm": cmd_confirm, "tools": cmd_tools}
+    commands = {
+        "ask": cmd_ask,
+        "runs": cmd_runs,
+        "show": cmd_show,
+        "confirm": cmd_confirm,
+        "undo": cmd_undo,
+        "tools": cmd_tools,
+    }
     sys.exit(commands[args.command](Client(settings), args))
 
 

@@ -8,7 +8,7 @@ import time
 
 import grpc
 
-from switchboard.errors import UpstreamUnavailable
+from switchboard.errors import InvalidRequest, UpstreamUnavailable
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -52,6 +52,17 @@ class ToolHostClient:
             log.info("waiting for the tool host: %s", problem)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def undo(self, run_id: str, step: int, approval: str, session_id: str) -> list[str]:
+        """Ask the tool host to undo a step; `InvalidRequest` when it cannot, saying why."""
+        request = pb.UndoRequest(run_id=run_id, step=step, approval=approval, session_id=session_id)
+        try:
+            reply = await self._stub.Undo(request, timeout=self.timeout * 6)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+                raise InvalidRequest(exc.details() or "the tool host refused the undo") from exc
+            raise UpstreamUnavailable(f"tool host at {self.addr}: {exc.code().name} {exc.details()}") from exc
+        return list(reply.actions)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CATALOGUE_TTL_SECONDS = 30.0
 STAGE = "gateway"
+# The tool name an undo approval is signed for (the tool host checks the same).
+UNDO = "undo"
 
 
 class Gateway:
@@ -94,6 +96,22 @@ class Gateway:
         run, record = await self.store.update(run_id, decide, publish_decision)
         STEP_OUTCOMES.labels(stage=STAGE, outcome="approved" if approve else "rejected").inc()
         await self.store.add_event(run, "approved" if approve else "rejected", step, record.tool)
+        return run
+
+    async def undo(self, run_id: str, step: int) -> pb.Run:
+        """Undo the effect of a step that ran, through the tool host, and record it on the run."""
+        run = await self.store.get(run_id)
+        record = next((r for r in run.steps if r.number == step), None)
+        if record is None:
+            raise NotFound(f"run {run_id} has no step {step}")
+        if record.status != pb.STEP_STATUS_SUCCEEDED:
+            state = core.step_status_name(record.status)
+            raise InvalidRequest(f"step {step} of run {run_id} is {state}; only a step that ran can be undone")
+        approval = sign_call(self.approval_key, run_id, step, UNDO, "")
+        actions = await self.toolhost.undo(run_id, step, approval, run.session_id)
+        run, _ = await self.store.update(run_id, lambda r: core.apply_undone(r, step))
+        STEP_OUTCOMES.labels(stage=STAGE, outcome="undone").inc()
+        await self.store.add_event(run, "undone", step, "; ".join(actions))
         return run
 
     async def catalogue(self) -> dict[str, pb.ToolInfo]:
@@ -174,6 +192,7 @@ class Gateway:
             outcome=pb.ROUTE_OUTCOME_ROUTED,
             approval=sign_call(self.approval_key, run.run_id, step.number, step.tool, step.arguments_json),
             hops=list(step.hops),
+            session_id=run.session_id,
         )
         return emit(
             keys.APPROVED, run.run_id, step.number, step_key(run.run_id, step.number, STAGE), call.SerializeToString()
@@ -194,6 +213,7 @@ class Gateway:
             status=status,
             error=reasons.get(status, ""),
             hops=list(step.hops),
+            session_id=run.session_id,
         )
         return emit(
             keys.RESULTS, run.run_id, step.number, step_key(run.run_id, step.number, STAGE), result.SerializeToString()

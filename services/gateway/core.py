@@ -129,6 +129,12 @@ def apply_result(run: pb.Run, result: pb.StepResult, hops: list[str]) -> None:
     run.updated_unix_ms = now_ms()
 
 
+def apply_undone(run: pb.Run, step: int) -> None:
+    """A person undid what a step did."""
+    step_record(run, step).status = pb.STEP_STATUS_UNDONE
+    run.updated_unix_ms = now_ms()
+
+
 def apply_finished(run: pb.Run, finished: pb.RunFinished) -> None:
     """The planner gave the answer."""
     run.status = finished.status

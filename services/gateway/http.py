@@ -77,6 +77,10 @@ def build_app(gateway: Gateway, token: str) -> FastAPI:
     async def confirm(run_id: str, step: int, body: ConfirmBody) -> dict:
         return run_to_dict(await gateway.confirm(run_id, step, body.approve, body.reason))
 
+    @app.post("/v1/runs/{run_id}/steps/{step}/undo", dependencies=[Depends(authorised)])
+    async def undo(run_id: str, step: int) -> dict:
+        return run_to_dict(await gateway.undo(run_id, step))
+
     @app.get("/v1/tools", dependencies=[Depends(authorised)])
     async def tools() -> dict:
         return {"tools": [tool_to_dict(tool) for tool in await gateway.list_tools()]}

@@ -59,6 +59,13 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             await _abort(context, exc)
             raise
 
+    async def Undo(self, request: pb.UndoRequest, context: grpc.aio.ServicerContext) -> pb.Run:
+        try:
+            return await self.gateway.undo(request.run_id, request.step)
+        except (NotFound, InvalidRequest, UpstreamUnavailable) as exc:
+            await _abort(context, exc)
+            raise
+
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
         try:
             return pb.ListToolsResponse(tools=await self.gateway.list_tools())

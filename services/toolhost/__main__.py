@@ -6,9 +6,12 @@ import asyncio
 import os
 
 from services.toolhost.app import ApprovedCallWorker, ToolHost
+from services.toolhost.audit import AuditLog
 from services.toolhost.core import SERVER_MODULES
 from services.toolhost.mcp_pool import McpServer
+from services.toolhost.sandbox import Sandbox
 from services.toolhost.server import ToolHostServicer
+from services.toolhost.servers.kit import Trash
 from services.toolhost.settings import ToolHostSettings
 from switchboard import keys
 from switchboard.failures import fail_step
@@ -26,7 +29,14 @@ async def main(settings: ToolHostSettings) -> None:
         "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
     }
     servers = [McpServer(name, module, server_env) for name, module in SERVER_MODULES.items()]
-    host = ToolHost(servers, read_or_create_secret(settings.secret_path), settings.call_timeout_seconds)
+    host = ToolHost(
+        servers,
+        read_or_create_secret(settings.secret_path),
+        settings.call_timeout_seconds,
+        AuditLog(settings.audit_path),
+        Sandbox(settings.roots()),
+        Trash(settings.trash_dir),
+    )
     supervisors = [lambda s=server: s.supervise(runtime.stop) for server in servers]
     worker = ApprovedCallWorker(runtime.redis, host)
     await runtime.serve(
@@ -39,7 +49,14 @@ async def main(settings: ToolHostSettings) -> None:
                 consumer=runtime.instance,
                 handler=worker.on_approved,
                 on_failure=fail_step("tool host"),
-            )
+            ),
+            StreamWorker(
+                runtime.redis,
+                stream=keys.RESULTS,
+                group=keys.GROUP_TOOLHOST,
+                consumer=runtime.instance,
+                handler=worker.on_result,
+            ),
         ],
         background=supervisors,
         ready=host.wait_ready,

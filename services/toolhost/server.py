@@ -1,10 +1,12 @@
-"""The tool host's gRPC API: the catalogue, and calls (confirmation-gated like the stream path)."""
+"""The tool host's gRPC API: the catalogue, calls (confirmation-gated like the stream path) and undo."""
 
 from __future__ import annotations
 
 import grpc
 
 from services.toolhost.app import ToolHost
+from services.toolhost.core import MissingApproval
+from switchboard.errors import InvalidRequest
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -20,5 +22,16 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
         if not request.tool:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tool is empty")
         return await self.host.call(
-            request.tool, request.arguments_json, request.run_id, request.step, request.approval
+            request.tool, request.arguments_json, request.run_id, request.step, request.approval, request.session_id
         )
+
+    async def Undo(self, request: pb.UndoRequest, context: grpc.aio.ServicerContext) -> pb.UndoResponse:
+        try:
+            actions = await self.host.undo(request.run_id, request.step, request.approval, request.session_id)
+        except MissingApproval as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        return pb.UndoResponse(actions=actions)

@@ -26,6 +26,11 @@ class ToolHostSettings(CommonSettings):
         return [Path(p).expanduser().resolve() for p in self.allowed_roots.split(os.pathsep) if p.strip()]
 
     @property
+    def audit_path(self) -> Path:
+        """The append-only audit log (SQLite), read by the `audit` server's tools."""
+        return self.state_dir / "audit.db"
+
+    @property
     def trash_dir(self) -> Path:
         """Where deleted files go, each with a manifest that says where it came from."""
         return self.state_dir / "trash"

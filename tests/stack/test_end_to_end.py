@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from services.toolhost.audit import AuditLog
 from switchboard import keys
 from switchboard.settings import SERVICE_NAMES
 from tests.stack.harness import Stack
@@ -111,3 +113,46 @@ def test_errors_are_one_clear_line(stack: Stack) -> None:
     with stack.http() as http:
         assert http.post("/v1/turns", json={"text": ""}).status_code == 400
         assert http.get("/v1/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_delete_then_undo_gets_the_file_back_and_the_audit_log_shows_both(stack: Stack, workspace: Path) -> None:
+    target = workspace / "notes.md"
+    asked = stack.sb("ask", "--json", "--wait", f"Delete the file {target}")
+    run = json.loads(asked.stdout)
+    assert asked.returncode == 3 and run["steps"][0]["tool"] == "filesystem.delete_file", asked.stderr
+    assert stack.sb("confirm", run["run_id"], "1").returncode == 0
+    with stack.http() as http:
+        http.get(f"/v1/runs/{run['run_id']}/events")  # returns once the run has finished
+    assert not target.exists()
+
+    undone = stack.sb("undo", "--json", run["run_id"], "1")
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["steps"][0]["status"] == "undone"
+    assert target.read_text() == "contents of notes.md\n"
+
+    rows = [r for r in AuditLog(stack.state_dir / "audit.db").rows() if r["run_id"] == run["run_id"]]
+    assert [(r["kind"], r["tool"], r["outcome"]) for r in rows] == [
+        ("call", "filesystem.delete_file", "succeeded"),
+        ("undo", "filesystem.delete_file", "succeeded"),
+    ]
+    again = stack.sb("undo", run["run_id"], "1")
+    assert again.returncode != 0 and "undone" in again.stderr
+
+
+def test_a_rejected_step_is_audited_and_changes_nothing(stack: Stack, workspace: Path) -> None:
+    target = workspace / "alpha.txt"
+    run = json.loads(stack.sb("ask", "--json", "--wait", f"Delete the file {target}").stdout)
+    rejected = stack.sb("confirm", run["run_id"], "1", "--reject", "--reason", "keep it")
+    assert rejected.returncode == 0, rejected.stderr
+    with stack.http() as http:
+        http.get(f"/v1/runs/{run['run_id']}/events")
+        final = http.get(f"/v1/runs/{run['run_id']}").json()
+    assert final["status"] == "refused" and "keep it" in final["answer"]
+    assert target.exists()
+    log = AuditLog(stack.state_dir / "audit.db")
+    deadline = time.monotonic() + 30
+    while not [r for r in log.rows() if r["run_id"] == run["run_id"]]:
+        assert time.monotonic() < deadline, "the rejection never reached the audit log"
+        time.sleep(0.1)
+    [row] = [r for r in log.rows() if r["run_id"] == run["run_id"]]
+    assert (row["kind"], row["confirmation"], row["error"]) == ("decision", "rejected", "keep it")

@@ -1,0 +1,86 @@
+"""Helpers for testing the tool host's MCP servers through the SDK's in-memory client.
+
+`assert_matches_contract` checks a server's `tools/list` against `../shared/tool-contract.yaml` (the
+tools marked `in_benchmark_surface`): the same tool names, parameter names, required parameters and
+confirmation/undo flags, with a description on every tool and parameter and structured output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult
+
+from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
+from services.toolhost.settings import ToolHostSettings
+
+CONTRACT_PATH = Path(__file__).resolve().parents[3] / "shared" / "tool-contract.yaml"
+
+BuildServer = Callable[[ToolHostSettings], MCPServer]
+
+
+def contract(server: str) -> dict[str, dict[str, Any]]:
+    """The contract's benchmark-surface tools of one server, by unprefixed name."""
+    tools = yaml.safe_load(CONTRACT_PATH.read_text())["tools"]
+    return {
+        name.split(".", 1)[1]: spec
+        for name, spec in tools.items()
+        if spec["server"] == server and spec.get("in_benchmark_surface")
+    }
+
+
+@asynccontextmanager
+async def connected(build: BuildServer, settings: ToolHostSettings) -> AsyncIterator[Client]:
+    async with Client(build(settings)) as client:
+        yield client
+
+
+async def call(build: BuildServer, settings: ToolHostSettings, tool: str, **arguments: Any) -> CallToolResult:
+    async with connected(build, settings) as client:
+        return await client.call_tool(tool, arguments)
+
+
+async def ok(build: BuildServer, settings: ToolHostSettings, tool: str, **arguments: Any) -> dict[str, Any]:
+    """The structured result of a call that must succeed."""
+    result = await call(build, settings, tool, **arguments)
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+async def refused(build: BuildServer, settings: ToolHostSettings, tool: str, **arguments: Any) -> str:
+    """The error text of a call that must fail."""
+    result = await call(build, settings, tool, **arguments)
+    assert result.is_error, result.structured_content
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+async def assert_matches_contract(build: BuildServer, settings: ToolHostSettings, server: str) -> None:
+    """The server lists exactly the contract's tools, parameters, required parameters and flags."""
+    expected = contract(server)
+    async with connected(build, settings) as client:
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(listed) == set(expected), f"{server}: tools differ from the contract"
+    for name, spec in expected.items():
+        tool = listed[name]
+        params = spec.get("params") or {}
+        schema = tool.input_schema
+        assert set(schema.get("properties", {})) == set(params), f"{server}.{name}: parameters"
+        required = {p for p, about in params.items() if about.get("required")}
+        assert set(schema.get("required", [])) == required, f"{server}.{name}: required parameters"
+        for param in params:
+            assert schema["properties"][param].get("description"), f"{server}.{name}.{param}: no description"
+        assert tool.description and len(tool.description) > 40, f"{server}.{name}: description too short"
+        assert tool.output_schema is not None, f"{server}.{name}: no structured output"
+        meta = tool.meta or {}
+        assert meta.get(META_CONFIRMATION_REQUIRED) is spec["confirmation_required"], f"{server}.{name}: confirmation"
+        assert meta.get(META_UNDO_SUPPORTED) is spec["undo_supported"], f"{server}.{name}: undo flag"
+        assert isinstance(meta.get(META_DESTRUCTIVE), bool), f"{server}.{name}: destructive flag"
+        hints = tool.annotations
+        assert hints is not None and None not in (hints.read_only_hint, hints.destructive_hint), f"{server}.{name}"
