@@ -25,6 +25,8 @@ from switchboard.settings import PROJECT_ROOT
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
+PING_EVERY_SECONDS = 2.0
+PING_TIMEOUT_SECONDS = 10.0
 
 
 class ToolCallFailed(Exception):
@@ -61,7 +63,7 @@ class McpServer:
                     self.ready.set()
                     backoff = 0.5
                     log.info("MCP server %s up with %d tools", self.name, len(self.tools))
-                    await stop.wait()
+                    await self._watch(session, stop)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of a server process means: restart it
@@ -77,6 +79,19 @@ class McpServer:
             except TimeoutError:
                 pass
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _watch(self, session: ClientSession, stop: asyncio.Event) -> None:
+        """Return when `stop` is set; raise when the server stops answering pings (it died or hung)."""
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), PING_EVERY_SECONDS)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.wait_for(session.send_ping(), PING_TIMEOUT_SECONDS)
+            except TimeoutError as exc:
+                raise ConnectionError(f"no answer to a ping within {PING_TIMEOUT_SECONDS:.0f}s") from exc
 
     async def _list(self, session: ClientSession) -> list[ToolSpec]:
         listed = await session.list_tools()

@@ -128,3 +128,20 @@ def test_the_audit_log_cannot_be_rewritten(tmp_path: Path) -> None:
         db.execute("UPDATE audit_log SET tool = 'x'")
     db.close()
     assert log.rows()[0]["outcome"] == "succeeded"
+
+
+async def test_a_crashed_server_is_restarted(host: ToolHost, root: Path) -> None:
+    import psutil
+
+    [child] = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "services.toolhost.servers.filesystem" in " ".join(p.cmdline())
+    ]
+    child.kill()
+    server = host.servers["filesystem"]
+    async with asyncio.timeout(60):
+        while server.restarts == 0 or not server.ready.is_set():
+            await asyncio.sleep(0.05)
+    listed = await host.call("filesystem.list_dir", json.dumps({"path": str(root)}), "run1", 1, "")
+    assert listed.status == pb.STEP_STATUS_SUCCEEDED, listed.error
