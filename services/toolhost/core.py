@@ -19,6 +19,9 @@ from switchboard.errors import InvalidRequest, NotFound
 SERVER_MODULES: dict[str, str] = {
     "filesystem": "services.toolhost.servers.filesystem",
     "audit": "services.toolhost.servers.audit",
+    "data": "services.toolhost.servers.data",
+    "clipboard": "services.toolhost.servers.clipboard",
+    "system": "services.toolhost.servers.system",
 }
 
 

@@ -6,14 +6,18 @@ import hashlib
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
+from watchdog.observers.api import BaseObserver
 
 from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
 from services.toolhost.servers.filesystem import MAX_LIST_ENTRIES, MAX_READ_BYTES, build_server
@@ -41,6 +45,13 @@ CONTRACT: dict[str, tuple[dict[str, Any], set[str], bool, bool, bool]] = {
         False,
     ),
     "get_metadata": ({"path": None}, {"path"}, False, False, False),
+    "watch_folder": (
+        {"path": None, "patterns": None, "callback_id": None},
+        {"path", "callback_id"},
+        True,
+        False,
+        False,
+    ),
 }
 
 
@@ -400,3 +411,84 @@ async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) ->
         assert client.server_info is not None and client.server_info.name == "filesystem"
         result = await client.call_tool("read_file", {"path": str(root / "docs" / "a.txt")})
     assert not result.is_error and result.structured_content["content"] == "hello\n"
+
+
+async def test_tools_list_matches_the_shared_contract(settings: ToolHostSettings) -> None:
+    from tests.toolhost.mcp_helpers import assert_matches_contract
+
+    await assert_matches_contract(build_server, settings, "filesystem")
+
+
+# watch_folder
+
+
+async def wait_for_events(events_file: Path, count: int) -> list[dict[str, Any]]:
+    """The first `count` events of a watcher, waited for with a deadline (the observer runs in a thread)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = events_file.read_text().splitlines()
+        if len(lines) >= count:
+            return [json.loads(line) for line in lines]
+        assert time.monotonic() < deadline, f"only {len(lines)} of {count} events arrived: {lines}"
+        await anyio.sleep(0.01)
+
+
+async def test_watch_folder_records_changes_as_json_lines(settings: ToolHostSettings, root: Path) -> None:
+    async with connected(settings) as client:
+        result = await client.call_tool("watch_folder", {"path": str(root / "docs"), "callback_id": "cb-1"})
+        assert not result.is_error, result.content
+        watch = result.structured_content
+        assert isinstance(watch, dict)
+        events_file = Path(watch["events_file"])
+        assert events_file == settings.state_dir / "watchers" / f"{watch['watcher_id']}.jsonl"
+        assert (watch["callback_id"], watch["path"], watch["patterns"]) == ("cb-1", str(root / "docs"), [])
+        (root / "docs" / "sub" / "new.txt").write_text("fresh")
+        created = (await wait_for_events(events_file, 1))[0]
+        assert created["event"] == "created" and created["path"] == str(root / "docs" / "sub" / "new.txt")
+        assert (created["watcher_id"], created["callback_id"]) == (watch["watcher_id"], "cb-1")
+        assert created["is_dir"] is False and "T" in created["time"]
+        os.rename(root / "docs" / "a.txt", root / "docs" / "c.txt")
+        events = await wait_for_events(events_file, 2)
+        while not any(e["event"] == "moved" for e in events):
+            events = await wait_for_events(events_file, len(events) + 1)
+        [moved] = [e for e in events if e["event"] == "moved"]
+        assert (moved["path"], moved["dest_path"]) == (str(root / "docs" / "a.txt"), str(root / "docs" / "c.txt"))
+    # The session is over: its watchers' observer thread has been stopped.
+    assert not [t for t in threading.enumerate() if isinstance(t, BaseObserver)]
+
+
+async def test_watching_a_folder_that_holds_the_state_dir_skips_its_own_events_file(tmp_path: Path) -> None:
+    settings = ToolHostSettings(allowed_roots=str(tmp_path), state_dir=tmp_path / "state")
+    async with connected(settings) as client:
+        result = await client.call_tool("watch_folder", {"path": str(tmp_path), "callback_id": "all"})
+        assert isinstance(result.structured_content, dict), result.content
+        events_file = Path(result.structured_content["events_file"])
+        (tmp_path / "one.txt").write_text("1")
+        await wait_for_events(events_file, 1)
+        (tmp_path / "two.txt").write_text("2")
+        events = await wait_for_events(events_file, 2)
+        while not any(e["path"].endswith("two.txt") for e in events):
+            events = await wait_for_events(events_file, len(events) + 1)
+    assert {e["path"] for e in events} <= {str(tmp_path / "one.txt"), str(tmp_path / "two.txt")}
+
+
+async def test_watch_folder_only_records_matching_names(settings: ToolHostSettings, root: Path) -> None:
+    async with connected(settings) as client:
+        arguments = {"path": str(root), "callback_id": "pdfs", "patterns": ["*.PDF"]}
+        result = await client.call_tool("watch_folder", arguments)
+        assert not result.is_error, result.content
+        assert isinstance(result.structured_content, dict)
+        events_file = Path(result.structured_content["events_file"])
+        (root / "skip.txt").write_text("not recorded")
+        (root / "scan.pdf").write_bytes(b"%PDF-1.7\n")
+        events = await wait_for_events(events_file, 1)
+    assert {e["path"] for e in events} == {str(root / "scan.pdf")}
+
+
+async def test_watch_folder_refusals(settings: ToolHostSettings, root: Path, outside: Path) -> None:
+    text = await refused(settings, "watch_folder", path=str(outside), callback_id="x")
+    assert "outside the allowed folders" in text and str(root) in text
+    assert "does not exist" in await refused(settings, "watch_folder", path=str(root / "nope"), callback_id="x")
+    assert "not a folder" in await refused(settings, "watch_folder", path=str(root / "docs" / "a.txt"), callback_id="x")
+    assert "callback_id is empty" in await refused(settings, "watch_folder", path=str(root), callback_id=" ")
+    assert not (settings.state_dir / "watchers").exists()

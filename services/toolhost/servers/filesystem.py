@@ -4,31 +4,51 @@ Every path goes through the `Sandbox`, so a tool only ever touches the allowed r
 `delete_file` moves the file into the trash, and `write_file` copies the file it overwrites there first;
 each trash entry is `<trash_dir>/<uuid>/` holding the file and a `manifest.json` saying where it came
 from. Run over stdio with `python -m services.toolhost.servers.filesystem`; logs go to stderr.
+
+`watch_folder` keeps a watchdog observer in this process; each watcher appends the changes it sees as
+JSON lines to `<state_dir>/watchers/<watcher_id>.jsonl`, until the server stops.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import mimetypes
 import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
+from watchdog.events import (
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     Trash,
     UndoAction,
+    changes,
     existing_dir,
     existing_file,
     iso,
@@ -47,6 +67,9 @@ SERVER_NAME = "filesystem"
 MAX_LIST_ENTRIES = 1000
 MAX_READ_BYTES = 1024 * 1024
 MANIFEST_NAME = "manifest.json"
+# Each watcher holds inotify watches on every subfolder; the kernel's per-user budget is finite.
+MAX_WATCHERS = 32
+WATCHED_EVENTS = (EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_DELETED, EVENT_TYPE_MOVED)
 
 EntryType = Literal["file", "dir", "symlink", "other"]
 
@@ -128,14 +151,33 @@ class Metadata(BaseModel):
     mime_type: str | None = Field(description="Guessed from the file name; null when unknown.")
 
 
+class WatchResult(BaseModel):
+    watcher_id: str
+    callback_id: str
+    path: str = Field(description="The folder being watched, subfolders included.")
+    patterns: list[str] = Field(description="Name globs an event must match; empty means every file.")
+    events_file: str = Field(description="JSON-lines file each event is appended to, one object per line.")
+    note: str
+
+
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The filesystem server, confined to `settings.roots()`, trashing into `settings.trash_dir`."""
     sandbox = Sandbox(settings.roots())
     trash = Trash(settings.trash_dir)
+    watchers = FolderWatchers(settings.state_dir / "watchers")
     roots = ", ".join(str(r) for r in sandbox.roots)
+
+    @asynccontextmanager
+    async def stop_watchers_at_exit(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield {}
+        finally:
+            await anyio.to_thread.run_sync(watchers.stop_all)
+
     server = MCPServer(
         SERVER_NAME,
         instructions=f"Files and folders on this computer, limited to: {roots}. Deleted files go to a trash.",
+        lifespan=stop_watchers_at_exit,
     )
 
     resolve = sandbox.resolve
@@ -386,7 +428,121 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             mime_type=mimetypes.guess_type(target.name)[0],
         )
 
+    @server.tool(
+        annotations=changes(destructive=False, idempotent=False),
+        meta=tool_meta(confirmation_required=True, undo_supported=False),
+    )
+    @report_expected_failures
+    def watch_folder(
+        path: Annotated[str, Field(description="Absolute path of the folder to watch; its subfolders are included.")],
+        callback_id: Annotated[
+            str, Field(description="Your own label for this watcher; it is written into every event it records.")
+        ],
+        patterns: Annotated[
+            list[str] | None,
+            Field(description='Only record files whose names match one of these globs, e.g. ["*.pdf"]. Omit for all.'),
+        ] = None,
+    ) -> WatchResult:
+        """Start watching a folder for changes: files created, modified, deleted or moved (renamed).
+
+        Each change is appended, with its path and time, as one JSON line to
+        <state_dir>/watchers/<watcher_id>.jsonl (the result gives that file and the callback_id). The
+        watcher runs as long as this server does. To see what is in a folder now use list_dir.
+        """
+        folder = existing_dir(resolve(path), path)
+        if not callback_id.strip():
+            raise ToolError("callback_id is empty. Give a short label for this watcher, e.g. 'downloads-pdf'.")
+        globs = patterns or []
+        if any(not g.strip() for g in globs):
+            raise ToolError('patterns holds an empty glob. Give name globs like "*.pdf", or omit patterns.')
+        watcher_id, events = watchers.add(folder, globs, callback_id)
+        log.info("watching %s as %s (callback %s, patterns %s)", folder, watcher_id, callback_id, globs)
+        return WatchResult(
+            watcher_id=watcher_id,
+            callback_id=callback_id,
+            path=str(folder),
+            patterns=globs,
+            events_file=str(events),
+            note=(
+                "Each change is appended to events_file as a JSON object with watcher_id, callback_id, event "
+                "(created, modified, deleted, moved), path, dest_path for moves, is_dir and time."
+            ),
+        )
+
     return server
+
+
+class _EventRecorder(FileSystemEventHandler):
+    """Appends one JSON line per matching change to a watcher's events file (runs in the observer thread)."""
+
+    def __init__(self, events: Path, watcher_id: str, callback_id: str, patterns: list[str]) -> None:
+        self.events = events
+        self.watcher_id = watcher_id
+        self.callback_id = callback_id
+        self.patterns = patterns
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in WATCHED_EVENTS:
+            return
+        if event.is_directory and event.event_type == EVENT_TYPE_MODIFIED:
+            return  # a folder "changes" whenever a file in it does: the file's own event says more
+        paths = [os.fsdecode(event.src_path)] + ([os.fsdecode(event.dest_path)] if event.dest_path else [])
+        # Never record our own writes, or watching a folder that holds the state dir would loop forever.
+        if any(Path(p).is_relative_to(self.events.parent) for p in paths):
+            return
+        if self.patterns and not any(_glob(g, os.path.basename(p)) for g in self.patterns for p in paths):
+            return
+        record = {
+            "watcher_id": self.watcher_id,
+            "callback_id": self.callback_id,
+            "event": event.event_type,
+            "path": paths[0],
+            "dest_path": paths[1] if len(paths) > 1 else None,
+            "is_dir": event.is_directory,
+            "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+        }
+        try:
+            with self.events.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            # Raising here would kill the observer thread and with it every other watcher.
+            log.warning("watcher %s could not record %s: %s", self.watcher_id, record["path"], exc)
+
+
+class FolderWatchers:
+    """The folders watch_folder watches: one watchdog observer thread, one events file per watcher."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._observer: BaseObserver | None = None
+        self._count = 0
+
+    def add(self, path: Path, patterns: list[str], callback_id: str) -> tuple[str, Path]:
+        """Start recording changes below `path`; the new watcher's id and events file."""
+        watcher_id = uuid.uuid4().hex
+        events = self.folder / f"{watcher_id}.jsonl"
+        with self._lock:
+            if self._count >= MAX_WATCHERS:
+                raise ToolError(f"{MAX_WATCHERS} folders are watched already, the most this server keeps.")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            events.touch()
+            if self._observer is None:
+                self._observer = Observer()
+                self._observer.start()
+            self._observer.schedule(
+                _EventRecorder(events, watcher_id, callback_id, patterns), str(path), recursive=True
+            )
+            self._count += 1
+        return watcher_id, events
+
+    def stop_all(self) -> None:
+        """Stop every watcher (when the server shuts down); their events files stay."""
+        with self._lock:
+            observer, self._observer, self._count = self._observer, None, 0
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
 
 
 def _into_folder(destination: Path, name: str) -> Path:
