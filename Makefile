@@ -26,9 +26,11 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 # Debian packages the tools use: Redis for the streams, Tesseract for OCR, Poppler to rasterise PDFs,
-# eSpeak NG and SoX to make test speech, Xvfb and xclip for the clipboard on a virtual display.
-DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip
+# eSpeak NG and SoX to make test speech, Xvfb and xclip for the clipboard on a virtual display, DejaVu
+# fonts for PDFs with text beyond Latin-1.
+DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip fonts-dejavu-core
 DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip
+DEBIAN_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 setup: $(INSTALLED) $(STUBS) $(LLM) system-packages  ## virtual environment, dependencies, stubs, models, Debian packages
 
@@ -86,6 +88,7 @@ $(LLM): | $(INSTALLED)
 
 system-packages:  ## install the Debian packages above if any command is missing
 	@missing=0; for c in $(DEBIAN_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
+	for f in $(DEBIAN_FILES); do [ -e $$f ] || missing=1; done; \
 	if [ $$missing = 1 ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_PACKAGES); fi
 
 lock: $(VENV)/bin/python  ## re-resolve the dependencies and rewrite requirements.lock

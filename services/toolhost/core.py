@@ -22,6 +22,8 @@ SERVER_MODULES: dict[str, str] = {
     "data": "services.toolhost.servers.data",
     "clipboard": "services.toolhost.servers.clipboard",
     "system": "services.toolhost.servers.system",
+    "document": "services.toolhost.servers.document",
+    "ocr": "services.toolhost.servers.ocr",
 }
 
 
