@@ -24,6 +24,9 @@ SERVER_MODULES: dict[str, str] = {
     "system": "services.toolhost.servers.system",
     "document": "services.toolhost.servers.document",
     "ocr": "services.toolhost.servers.ocr",
+    "calendar": "services.toolhost.servers.calendar",
+    "task": "services.toolhost.servers.task",
+    "email": "services.toolhost.servers.email",
 }
 
 
