@@ -34,9 +34,19 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 
 
+# Longer than any blocking read Switchboard makes (stream reads block for at most a few seconds).
+REDIS_SOCKET_TIMEOUT_SECONDS = 30.0
+
+
 def connect_redis(url: str) -> aioredis.Redis:
-    """A Redis client that returns bytes (stream bodies are protobuf)."""
-    return aioredis.Redis.from_url(url, decode_responses=False)
+    """A Redis client that returns bytes (stream bodies are protobuf).
+
+    The socket timeout is set explicitly: the client's default is shorter than a blocking XREAD, which
+    then fails with a timeout instead of returning empty.
+    """
+    return aioredis.Redis.from_url(
+        url, decode_responses=False, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=5.0
+    )
 
 
 class ServiceRuntime:

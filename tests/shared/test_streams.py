@@ -110,3 +110,16 @@ async def test_output_continues_the_input_trace(redis: aioredis.Redis) -> None:
     await worker(redis, forward).run(burst=True)
     out = Envelope.from_fields((await redis.xrange(OUT))[0][1])
     assert out.traceparent.split("-")[1] == trace_id
+
+
+def test_redis_client_outlasts_every_blocking_read(redis_url: str) -> None:
+    """Regression: the client's default socket timeout was shorter than the 5 s XREAD of run events,
+    which then failed with a TimeoutError and cut watchers' event streams."""
+    from services.gateway.store import RunStore
+    from switchboard.service import connect_redis
+
+    client = connect_redis(redis_url)
+    timeout_ms = client.connection_pool.connection_kwargs["socket_timeout"] * 1000
+    events_block_ms = RunStore.events.__defaults__[0]  # type: ignore[index]
+    worker_block_ms = StreamWorker.__init__.__kwdefaults__["block_ms"]  # type: ignore[index]
+    assert timeout_ms > max(events_block_ms, worker_block_ms)
