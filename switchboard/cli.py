@@ -9,8 +9,10 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
+import grpc
 import httpx
 from pydantic import Field
 
@@ -47,6 +49,7 @@ class Client:
             except FileNotFoundError:
                 fail(f"no API token at {settings.token_path}; start the stack (`make start`) or set SWITCHBOARD_TOKEN")
         self.base = settings.api_url.rstrip("/")
+        self.token = token
         self.http = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -149,6 +152,23 @@ def cmd_undo(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: CliSettings, args: argparse.Namespace) -> int:
+    from switchboard.bench import Endpoints, run_suite
+
+    client = Client(settings)  # fails with one clear line when there is no token or gateway
+    endpoints = Endpoints(settings.filter_addr, settings.router_addr, client.base, client.token, args.k)
+    try:
+        result = run_suite(args.kind, args.suite, args.out, endpoints, turns=not args.no_turns)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    except grpc.RpcError as exc:
+        fail(f"the stack did not answer: {exc.code().name} {exc.details()}")  # type: ignore[attr-defined]
+    summary = {k: v for k, v in result["summary"].items() if k != "categories"}
+    print(json.dumps(summary, indent=2))
+    print(f"results written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_tools(client: Client, args: argparse.Namespace) -> int:
     tools = client.request("GET", "/v1/tools")["tools"]
     if args.json:
@@ -230,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     tools = sub.add_parser("tools", help="list the tools")
     tools.add_argument("--json", action="store_true")
 
+    bench = sub.add_parser("bench", help="run an accuracy suite through the running stack (dry run)")
+    bench.add_argument("kind", choices=["single", "turns", "chain", "edge"])
+    bench.add_argument("--suite", type=Path, required=True, help="suite JSON (format in DESIGN.md)")
+    bench.add_argument("--out", type=Path, required=True, help="where to write the results JSON")
+    bench.add_argument("--k", type=int, default=15, help="candidates the filter returns (default 15)")
+    bench.add_argument("--no-turns", action="store_true", help="single: skip the whole-turn measurement")
+
     status = sub.add_parser("status", help="Redis streams and service health")
     status.add_argument("--json", action="store_true")
     return parser
@@ -240,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = CliSettings()
     if args.command == "status":
         sys.exit(cmd_status(settings, args))
+    if args.command == "bench":
+        sys.exit(cmd_bench(settings, args))
     commands = {
         "ask": cmd_ask,
         "runs": cmd_runs,

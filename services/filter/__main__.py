@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from services.filter.app import ToolFilter
+from services.filter.app import ToolFilter, load_examples
 from services.filter.server import FilterServicer
 from services.filter.settings import FilterSettings
 from switchboard import keys
@@ -33,7 +33,12 @@ def load_encoder(settings: FilterSettings):  # noqa: ANN201 - an Encoder
 
 async def main(settings: FilterSettings) -> None:
     runtime = ServiceRuntime("filter", settings)
-    tool_filter = ToolFilter(load_encoder(settings), ToolHostClient(settings.toolhost_addr), settings.filter_k)
+    tool_filter = ToolFilter(
+        load_encoder(settings),
+        ToolHostClient(settings.toolhost_addr),
+        settings.filter_k,
+        load_examples(settings.filter_examples),
+    )
 
     async def refresh() -> None:
         await tool_filter.refresh_forever(settings.filter_refresh_seconds)

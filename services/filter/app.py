@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 
 from services.filter.core import Encoder, Ranked, ToolEntry, ToolIndex, catalogue_digest
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
-from switchboard.errors import UpstreamUnavailable
+from switchboard.errors import ConfigurationError, UpstreamUnavailable
 from switchboard.rpc import ToolHostClient
 from switchboard.streams import Emit, emit
 from switchboard.telemetry import STEP_OUTCOMES
@@ -36,18 +39,35 @@ def candidates(ranked: list[Ranked]) -> list[pb.Candidate]:
     ]
 
 
+def load_examples(path: Path) -> dict[str, list[str]]:
+    """Example requests per tool; a missing file means none (the descriptions still work)."""
+    if not path.exists():
+        log.warning("no example requests at %s; ranking on descriptions only", path)
+        return {}
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path} must map tool names to lists of example requests")
+    return {str(tool): [str(example) for example in examples or []] for tool, examples in raw.items()}
+
+
 class ToolFilter:
-    def __init__(self, encode: Encoder, toolhost: ToolHostClient, k: int) -> None:
+    def __init__(
+        self, encode: Encoder, toolhost: ToolHostClient, k: int, examples: dict[str, list[str]] | None = None
+    ) -> None:
         self.encode = encode
         self.toolhost = toolhost
         self.k = k
+        self.examples = examples or {}
         self.index: ToolIndex | None = None
+
+    def _build(self, tools: list[ToolEntry]) -> ToolIndex:
+        return ToolIndex(self.encode, tools, self.examples)
 
     async def build(self) -> None:
         """Wait for the catalogue and build the index from it."""
         tools = entries(await self.toolhost.wait_for_tools())
-        self.index = await asyncio.to_thread(ToolIndex, self.encode, tools)
-        log.info("tool index built: %d tools", len(tools))
+        self.index = await asyncio.to_thread(self._build, tools)
+        log.info("tool index built: %d tools, %d example requests", len(tools), sum(map(len, self.examples.values())))
 
     async def refresh_forever(self, every_seconds: float) -> None:
         """Rebuild the index whenever the catalogue changes."""
@@ -58,8 +78,8 @@ class ToolFilter:
             except UpstreamUnavailable as exc:
                 log.warning("catalogue refresh skipped: %s", exc)
                 continue
-            if tools and (self.index is None or catalogue_digest(tools) != self.index.digest):
-                self.index = await asyncio.to_thread(ToolIndex, self.encode, tools)
+            if tools and (self.index is None or catalogue_digest(tools, self.examples) != self.index.digest):
+                self.index = await asyncio.to_thread(self._build, tools)
                 log.info("tool index rebuilt: %d tools", len(tools))
 
     async def rank(self, text: str, k: int | None = None) -> list[Ranked]:

@@ -1,20 +1,41 @@
-"""The embedding pre-filter: a tool index built once, and the top-K tools for a step.
+"""The tool pre-filter: a hybrid (dense + BM25) index built once, and the top-K tools for a step.
 
-Each tool is embedded once, from its name and description, when the index is built (not per request,
-the reference implementation's 1.3 s mistake); a step costs one embedding and one matrix product.
-The encoder is passed in, so this module stays free of model loading.
+Each tool is represented by its description and by example requests written in users' words
+(`examples.yaml`): embedding example queries finds a tool far more reliably than its description alone.
+A request is scored against every tool two ways:
+
+- dense: the best cosine similarity between the request and any of the tool's texts (all-MiniLM-L6-v2);
+- lexical: BM25 over one document per tool (its name words, description and examples).
+
+The two are fused (a weighted sum of scores normalised per request) and the candidates are taken
+server-first: every tool of the most likely server, then the best of the rest, up to K. The index is
+built once per catalogue (never per request) and the encoder is passed in, so this module stays pure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from switchboard.extract import retrieval_text
+
 Encoder = Callable[[list[str]], np.ndarray]
+
+DENSE_WEIGHT = 0.65
+SERVER_FIRST = 1  # how many of the most likely servers contribute all their tools to the candidates
+BM25_K1 = 1.2
+BM25_B = 0.75
+STOPWORDS = frozenset(
+    "a an the of to in on at for from by with and or is are be it this that these those my me i you your "
+    "please can could would will do does all any some what which who how into as up out over".split()
+)
 
 
 @dataclass(frozen=True)
@@ -31,37 +52,134 @@ class ToolEntry:
 class Ranked:
     tool: ToolEntry
     score: float
+    dense: float = 0.0
+    lexical: float = 0.0
 
 
 def tool_document(tool: ToolEntry) -> str:
-    """The text a tool is embedded as: its name in words, then its description."""
+    """The text a tool is embedded as: its name in words, then its description's first paragraph."""
     words = tool.name.replace(".", " ").replace("_", " ")
-    return f"{words}. {tool.description}"
+    return f"{words}. {tool.description.strip().split(chr(10) + chr(10))[0]}"
 
 
-def catalogue_digest(tools: Sequence[ToolEntry]) -> str:
-    """A fingerprint of a catalogue, to tell when the index must be rebuilt."""
-    payload = json.dumps(sorted((t.name, t.description, t.input_schema_json) for t in tools))
+def tokens(text: str) -> list[str]:
+    """Lower-case word stems for BM25 (a light suffix strip: files → file, listing → list)."""
+    out = []
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if word in STOPWORDS or len(word) < 2:
+            continue
+        for suffix in ("ing", "ed", "s"):
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[: -len(suffix)]
+                break
+        out.append(word)
+    return out
+
+
+def catalogue_digest(tools: Sequence[ToolEntry], examples: Mapping[str, Sequence[str]] | None = None) -> str:
+    """A fingerprint of a catalogue (and its examples), to tell when the index must be rebuilt."""
+    payload = json.dumps(
+        [sorted((t.name, t.description, t.input_schema_json) for t in tools), sorted((examples or {}).items())]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class ToolIndex:
-    """Normalised tool embeddings; ranking is cosine similarity."""
+class Bm25:
+    """Okapi BM25 over one document per tool."""
 
-    def __init__(self, encode: Encoder, tools: Sequence[ToolEntry]) -> None:
+    def __init__(self, documents: list[list[str]]) -> None:
+        self.documents = [Counter(doc) for doc in documents]
+        self.lengths = np.array([len(doc) for doc in documents], dtype=np.float32)
+        self.average = float(self.lengths.mean()) if len(documents) else 0.0
+        frequency: Counter[str] = Counter(word for doc in documents for word in set(doc))
+        n = len(documents)
+        self.idf = {word: math.log(1 + (n - df + 0.5) / (df + 0.5)) for word, df in frequency.items()}
+
+    def scores(self, query: list[str]) -> np.ndarray:
+        result = np.zeros(len(self.documents), dtype=np.float32)
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * self.lengths / max(self.average, 1e-9))
+        for word in set(query):
+            idf = self.idf.get(word)
+            if idf is None:
+                continue
+            tf = np.array([doc.get(word, 0) for doc in self.documents], dtype=np.float32)
+            result += idf * tf * (BM25_K1 + 1) / (tf + norm)
+        return result
+
+
+class ToolIndex:
+    """Dense and lexical representations of every tool, and their fused ranking."""
+
+    def __init__(
+        self,
+        encode: Encoder,
+        tools: Sequence[ToolEntry],
+        examples: Mapping[str, Sequence[str]] | None = None,
+        dense_weight: float = DENSE_WEIGHT,
+        server_first: int = SERVER_FIRST,
+    ) -> None:
         if not tools:
             raise ValueError("cannot build a tool index from an empty catalogue")
+        examples = examples or {}
         self.encode = encode
         self.tools = list(tools)
-        self.digest = catalogue_digest(self.tools)
-        self.matrix = _normalise(encode([tool_document(t) for t in self.tools]))
+        self.dense_weight = dense_weight
+        self.server_first = server_first
+        self.digest = catalogue_digest(self.tools, examples)
+        texts: list[str] = []
+        owners: list[int] = []
+        for i, tool in enumerate(self.tools):
+            for text in (tool_document(tool), *examples.get(tool.name, ())):
+                texts.append(retrieval_text(text, keep_file_types=False))
+                owners.append(i)
+        self.owners = np.array(owners)
+        self.matrix = _normalise(encode(texts))
+        self.bm25 = Bm25(
+            [
+                tokens(f"{tool.name.replace('.', ' ').replace('_', ' ')} " * 2)
+                + tokens(tool_document(tool))
+                + tokens(retrieval_text(" ".join(examples.get(tool.name, ()))))
+                for tool in self.tools
+            ]
+        )
+
+    def scores(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fused, dense and lexical scores of every tool for `text`."""
+        query = _normalise(self.encode([retrieval_text(text, keep_file_types=False)]))[0]
+        similarities = self.matrix @ query
+        dense = np.full(len(self.tools), -1.0, dtype=np.float32)
+        np.maximum.at(dense, self.owners, similarities)
+        lexical = self.bm25.scores(tokens(retrieval_text(text)))
+        top = float(lexical.max())
+        lexical_norm = lexical / top if top > 0 else lexical
+        fused = self.dense_weight * dense + (1 - self.dense_weight) * lexical_norm
+        return fused, dense, lexical_norm
 
     def rank(self, text: str, k: int) -> list[Ranked]:
-        """The `k` tools closest to `text`, best first."""
-        query = _normalise(self.encode([text]))[0]
-        scores = self.matrix @ query
-        order = np.argsort(-scores, kind="stable")[: max(1, k)]
-        return [Ranked(self.tools[i], float(scores[i])) for i in order]
+        """The `k` candidates for `text`, best first, server-first."""
+        fused, dense, lexical = self.scores(text)
+        order = [int(i) for i in np.argsort(-fused, kind="stable")]
+        chosen = server_first_order(order, [t.server for t in self.tools], k, self.server_first)
+        return [Ranked(self.tools[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in chosen]
+
+
+def server_first_order(order: list[int], servers: list[str], k: int, top_servers: int) -> list[int]:
+    """The first `k` of `order`, making room for every tool of the `top_servers` best servers.
+
+    The ranking itself is kept: the likely server's tools are added in their own ranked order, and the
+    best of the rest fill the remaining places.
+    """
+    k = max(1, k)
+    likely: list[str] = []
+    for i in order:
+        if servers[i] not in likely:
+            likely.append(servers[i])
+        if len(likely) == top_servers:
+            break
+    must = [i for i in order if servers[i] in likely][:k]
+    rest = [i for i in order if i not in must][: k - len(must)]
+    keep = set(must) | set(rest)
+    return [i for i in order if i in keep]
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

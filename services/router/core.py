@@ -1,29 +1,45 @@
 """Choosing one tool and its arguments for a step. Pure logic: the model is passed in.
 
 Order of work, each stage narrowing what the model is trusted with:
-1. The filter's candidates, best first, are cut to a shortlist.
-2. The model picks one name from the shortlist under a grammar, so it cannot invent a tool.
-3. The pick is fused with retrieval: a pick retrieval ranks far below its top candidate is overruled,
-   so a weak model never does worse than retrieval alone.
-4. Arguments the words give (paths) are taken from the words; the model fills only the remaining
-   required ones, under a grammar built from the tool's JSON schema.
-5. A required argument that is still missing, or a value that looks copied from an example, turns the
-   decision into "needs clarification" — the router never answers in prose.
+1. The filter's fused ranking decides when it is clear: if the best candidate leads the next by at
+   least `CONFIDENT_MARGIN`, it is chosen without asking the model (fast, and never worse than retrieval).
+2. Otherwise the model picks among the near-tied candidates only, under a grammar over their names, so
+   it cannot invent a tool and cannot pick one retrieval ranked far below.
+3. Arguments the words give (paths, e-mail addresses, dates, quoted text, file types) are taken from
+   the words; the model fills only the remaining required ones, under a grammar built from the tool's
+   JSON schema, and a value that looks copied from an example is rejected.
+4. A required argument that is still missing turns the decision into "needs clarification" — the
+   router never answers in prose.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from switchboard.extract import extract_paths, looks_like_placeholder
+from switchboard.extract import (
+    extract_dates,
+    extract_emails,
+    extract_file_pattern,
+    extract_paths,
+    extract_quoted,
+    looks_like_placeholder,
+)
 from switchboard.llm import chat_prompt
 
-SHORTLIST = 5
-# A model pick must be within this many retrieval places of the top candidate to overrule it.
-MAX_OVERRULE_RANK = 3
-PATH_PARAMS = ("path", "source", "destination", "directory", "folder", "file", "file_path", "output_path")
+log = logging.getLogger(__name__)
+
+# The lead over the runner-up at which retrieval decides alone (fused scores, 0..1).
+CONFIDENT_MARGIN = 0.04
+# At most this many near-tied candidates are put to the model.
+TIE_SET = 3
+PATH_PARAMS = ("path", "source", "destination", "directory", "folder", "file", "file_path", "output_path", "input_path")
+EMAIL_PARAMS = ("to", "recipients", "recipient", "email", "attendees", "cc", "bcc")
+DATE_PARAMS = ("date", "start", "end", "start_date", "end_date", "due_date", "start_time", "end_time", "when")
+TEXT_PARAMS = ("title", "subject", "content", "text", "body", "name", "description", "query", "question")
+QUERY_PARAMS = ("query", "question")
 
 
 class ChoiceModel(Protocol):
@@ -58,21 +74,18 @@ class RouteDecision:
 def route(
     text: str,
     candidates: list[CandidateTool],
-    model: ChoiceModel,
+    model: ChoiceModel | None,
     schema_grammar: Any = None,
     context: str = "",
 ) -> RouteDecision:
     """Decide the tool call for `text` among `candidates` (ranked best first).
 
-    `schema_grammar(schema) -> str` turns a JSON schema into GBNF; without it the model fills no
-    arguments and only what the words give is used.
+    With `model` None the router is retrieval alone (for ablations). `schema_grammar(schema) -> str`
+    turns a JSON schema into GBNF; without it the model fills no arguments.
     """
     if not candidates:
         return RouteDecision("", {}, True, "no tool matches this request; say what you want done", 0.0)
-    shortlist = candidates[:SHORTLIST]
-    names = [c.name for c in shortlist]
-    picked = model.choose(selection_prompt(text, shortlist, context), names)
-    chosen = fuse(picked, shortlist)
+    chosen, how = choose_tool(text, candidates, model, context)
     arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context)
     confidence = round(float(chosen.score), 4)
     if missing:
@@ -80,7 +93,25 @@ def route(
         return RouteDecision(
             chosen.name, arguments, True, f"{chosen.name} needs {what}; the request does not say it", confidence
         )
-    return RouteDecision(chosen.name, arguments, False, f"model picked {picked}", confidence)
+    return RouteDecision(chosen.name, arguments, False, how, confidence)
+
+
+def tie_set(candidates: list[CandidateTool]) -> list[CandidateTool]:
+    """The candidates within `CONFIDENT_MARGIN` of the best one (the best first), at most `TIE_SET`."""
+    top = candidates[0].score
+    return [c for c in candidates[:TIE_SET] if top - c.score < CONFIDENT_MARGIN]
+
+
+def choose_tool(
+    text: str, candidates: list[CandidateTool], model: ChoiceModel | None, context: str = ""
+) -> tuple[CandidateTool, str]:
+    """The tool to call, and how it was decided."""
+    close = tie_set(candidates)
+    if len(close) == 1 or model is None:
+        return candidates[0], "retrieval"
+    picked = model.choose(selection_prompt(text, close, context), [c.name for c in close])
+    chosen = next((c for c in close if c.name == picked), close[0])
+    return chosen, f"model, among {len(close)} near-tied candidates"
 
 
 def selection_prompt(text: str, shortlist: list[CandidateTool], context: str = "") -> str:
@@ -93,50 +124,82 @@ def selection_prompt(text: str, shortlist: list[CandidateTool], context: str = "
     return chat_prompt(system, user)
 
 
-def fuse(picked: str, shortlist: list[CandidateTool]) -> CandidateTool:
-    """The model's pick unless retrieval ranks it too far below its own top candidate."""
-    for rank, candidate in enumerate(shortlist):
-        if candidate.name == picked:
-            return candidate if rank < MAX_OVERRULE_RANK else shortlist[0]
-    return shortlist[0]
-
-
 def fill_arguments(
-    text: str, tool: CandidateTool, model: ChoiceModel, schema_grammar: Any, context: str = ""
+    text: str, tool: CandidateTool, model: ChoiceModel | None, schema_grammar: Any, context: str = ""
 ) -> tuple[dict[str, Any], list[str]]:
     """Arguments for `tool`, and the required parameters still without a trustworthy value."""
     properties: dict[str, Any] = tool.input_schema.get("properties", {})
     required: list[str] = list(tool.input_schema.get("required", []))
     arguments: dict[str, Any] = {}
+    # Paths from the request first; a step that refers back ("encrypt it") finds them in the context.
+    paths = extract_paths(text) or extract_paths(context)
+    emails, dates, quoted = extract_emails(text), extract_dates(text), extract_quoted(text)
+    pattern = extract_file_pattern(text)
 
-    paths = iter(extract_paths(text))
-    for name in properties:
-        if name in PATH_PARAMS:
-            value = next(paths, None)
-            if value is not None:
-                arguments[name] = value
+    path_names = [name for name in properties if is_path_param(name, properties[name])]
+    for name, value in zip(path_names, paths, strict=False):
+        arguments[name] = value
+    for name, schema in properties.items():
+        if name in arguments:
+            continue
+        if name in EMAIL_PARAMS and emails:
+            arguments[name] = emails if schema.get("type") == "array" else emails[0]
+        elif name in DATE_PARAMS and dates:
+            arguments[name] = dates.pop(0)
+        elif name == "pattern" and pattern:
+            arguments[name] = pattern
+        elif name in TEXT_PARAMS and quoted:
+            arguments[name] = quoted.pop(0)
+        elif name in QUERY_PARAMS and name in required:
+            arguments[name] = text
 
-    unfilled = [name for name in required if name not in arguments and name not in PATH_PARAMS]
-    if unfilled and schema_grammar is not None:
-        schema = {
-            "type": "object",
-            "properties": {name: properties[name] for name in unfilled},
-            "required": unfilled,
-        }
-        prompt = chat_prompt(
-            "You fill in the arguments of a tool call from the user's request. Reply with JSON only.",
-            f"Tool: {tool.name}: {first_sentence(tool.description)}\nRequest: {text}",
-        )
-        try:
-            generated = json.loads(model.complete(prompt, schema_grammar(schema), max_tokens=160))
-        except json.JSONDecodeError:
-            generated = {}
+    unfilled = [name for name in required if name not in arguments and name not in path_names]
+    if unfilled and model is not None and schema_grammar is not None:
+        generated = generate_arguments(text, tool, unfilled, properties, model, schema_grammar)
         for name in unfilled:
             if name in generated and not looks_like_placeholder(generated[name]):
                 arguments[name] = generated[name]
 
     missing = [name for name in required if name not in arguments]
     return arguments, missing
+
+
+def generate_arguments(
+    text: str,
+    tool: CandidateTool,
+    names: list[str],
+    properties: dict[str, Any],
+    model: ChoiceModel,
+    schema_grammar: Any,
+) -> dict[str, Any]:
+    """The model's values for `names`, under a grammar that only admits JSON of the right shape."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: properties[name] for name in names},
+        "required": names,
+    }
+    for definitions in ("$defs", "definitions"):  # parameters may refer to shared definitions
+        if definitions in tool.input_schema:
+            schema[definitions] = tool.input_schema[definitions]
+    prompt = chat_prompt(
+        "You fill in the arguments of a tool call from the user's request. Reply with JSON only.",
+        f"Tool: {tool.name}: {first_sentence(tool.description)}\nRequest: {text}",
+    )
+    try:
+        grammar = schema_grammar(schema)
+    except (AssertionError, ValueError, KeyError) as exc:  # llama.cpp's converter rejects some schemas
+        log.warning("no argument grammar for %s: %s", tool.name, exc)
+        return {}
+    try:
+        generated = json.loads(model.complete(prompt, grammar, max_tokens=96))
+    except json.JSONDecodeError:
+        return {}
+    return generated if isinstance(generated, dict) else {}
+
+
+def is_path_param(name: str, schema: dict[str, Any]) -> bool:
+    """True for a parameter that names a file or folder."""
+    return schema.get("type", "string") == "string" and (name in PATH_PARAMS or name.endswith("_path"))
 
 
 def first_sentence(description: str) -> str:

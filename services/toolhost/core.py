@@ -27,6 +27,9 @@ SERVER_MODULES: dict[str, str] = {
     "calendar": "services.toolhost.servers.calendar",
     "task": "services.toolhost.servers.task",
     "email": "services.toolhost.servers.email",
+    "security": "services.toolhost.servers.security",
+    "knowledge": "services.toolhost.servers.knowledge",
+    "meeting": "services.toolhost.servers.meeting",
 }
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.filter.core import ToolEntry, ToolIndex, catalogue_digest
+from services.filter.core import Bm25, ToolEntry, ToolIndex, catalogue_digest, server_first_order, tokens
 
 VOCAB = ["list", "folder", "files", "read", "file", "contents", "delete", "remove"]
 
@@ -34,3 +34,28 @@ def test_digest_changes_with_the_catalogue() -> None:
 def test_empty_catalogue_is_refused() -> None:
     with pytest.raises(ValueError):
         ToolIndex(bag_of_words, [])
+
+
+def test_examples_pull_a_tool_up() -> None:
+    tools = [*TOOLS, ToolEntry("calendar.list_events", "calendar", "Show calendar entries.")]
+    plain = ToolIndex(bag_of_words, tools).rank("list folder", k=4)
+    assert plain[0].tool.name == "filesystem.list_dir"
+    taught = ToolIndex(bag_of_words, tools, {"calendar.list_events": ["list folder of meetings"]})
+    assert taught.rank("list folder of meetings", k=1)[0].tool.name == "calendar.list_events"
+
+
+def test_lexical_scores_reward_rare_matching_words() -> None:
+    bm25 = Bm25([tokens("delete remove file"), tokens("read file contents"), tokens("list folder files")])
+    scores = bm25.scores(tokens("delete it"))
+    assert scores[0] > 0 and scores[1] == scores[2] == 0
+
+
+def test_tokens_drop_stopwords_and_strip_suffixes() -> None:
+    assert tokens("Listing the files in my folders") == ["list", "file", "folder"]
+
+
+def test_server_first_makes_room_for_the_likely_servers_tools() -> None:
+    order = [0, 1, 2, 3, 4]
+    servers = ["fs", "cal", "cal", "fs", "fs"]
+    assert server_first_order(order, servers, k=3, top_servers=1) == [0, 3, 4]
+    assert server_first_order(order, servers, k=3, top_servers=2) == [0, 1, 2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from services.router.core import CandidateTool, fuse, route
+from services.router.core import CandidateTool, route
 
 LIST = CandidateTool(
     "filesystem.list_dir",
@@ -38,12 +38,20 @@ class ScriptedModel:
         return json.dumps(self.completion)
 
 
-def test_path_comes_from_the_words_not_the_model() -> None:
-    model = ScriptedModel("filesystem.list_dir", {"path": "/path/to/dir"})
+def test_clear_retrieval_winner_is_chosen_without_asking_the_model() -> None:
+    model = ScriptedModel("filesystem.search_files")
     decision = route("List the files in /srv/reports", [LIST, SEARCH], model, schema_grammar=lambda s: "")
-    assert decision.tool == "filesystem.list_dir"
+    assert decision.tool == "filesystem.list_dir" and decision.reason == "retrieval"
     assert decision.arguments == {"path": "/srv/reports"}
-    assert not decision.needs_clarification
+    assert model.prompts == []
+
+
+def test_model_breaks_a_near_tie_among_close_candidates_only() -> None:
+    close = CandidateTool("filesystem.read_file", "Read a text file.", LIST.score - 0.01, LIST.input_schema)
+    model = ScriptedModel("filesystem.read_file")
+    decision = route("show /srv/a.txt", [LIST, close, SEARCH, *OTHERS], model)
+    assert decision.tool == "filesystem.read_file"
+    assert "filesystem.search_files" not in model.prompts[0]  # 0.06 behind: not offered
 
 
 def test_missing_required_argument_asks_for_clarification() -> None:
@@ -59,16 +67,32 @@ def test_placeholder_from_the_model_is_not_accepted() -> None:
     assert "pattern" in decision.reason
 
 
-def test_model_fills_a_non_path_argument() -> None:
-    model = ScriptedModel("filesystem.search_files", {"pattern": "*.pdf"})
-    decision = route("find pdfs under /srv", [SEARCH, LIST], model, schema_grammar=lambda s: "")
+def test_values_come_from_the_words_before_the_model() -> None:
+    model = ScriptedModel("filesystem.search_files", {"pattern": "*.txt"})
+    decision = route("find all PDFs under /srv", [SEARCH, LIST], model, schema_grammar=lambda s: "")
     assert decision.arguments == {"path": "/srv", "pattern": "*.pdf"}
 
 
-def test_fusion_overrules_a_pick_ranked_too_low() -> None:
-    shortlist = [LIST, SEARCH, *OTHERS]
-    assert fuse("filesystem.search_files", shortlist) is SEARCH
-    assert fuse("x.t3", shortlist) is LIST
+def test_model_fills_what_the_words_do_not_give() -> None:
+    model = ScriptedModel("filesystem.search_files", {"pattern": "report*"})
+    decision = route("find the report under /srv", [SEARCH, LIST], model, schema_grammar=lambda s: "")
+    assert decision.arguments == {"path": "/srv", "pattern": "report*"}
+
+
+def test_paths_of_a_referring_step_come_from_the_context() -> None:
+    decision = route("now list it", [LIST], None, context="Found /home/ana/taxes")
+    assert decision.arguments == {"path": "/home/ana/taxes"}
+
+
+def test_emails_dates_and_quoted_text_fill_their_parameters() -> None:
+    draft = CandidateTool(
+        "email.draft_email",
+        "Write a draft.",
+        0.9,
+        {"properties": {"to": {"type": "array"}, "subject": {"type": "string"}}, "required": ["to", "subject"]},
+    )
+    decision = route('draft a mail to ana@example.org titled "Budget"', [draft], None)
+    assert decision.arguments == {"to": ["ana@example.org"], "subject": "Budget"}
 
 
 def test_no_candidates_means_clarification() -> None:

@@ -92,7 +92,7 @@ def test_a_change_waits_for_confirmation_and_runs_once_allowed(stack: Stack, wor
     asked = stack.sb("ask", "--json", "--wait", f"Copy the file {target} to {copy}")
     run = json.loads(asked.stdout)
     step = run["steps"][0]
-    assert asked.returncode == 3, asked.stderr
+    assert asked.returncode == 3, (run["answer"], step["arguments"], asked.stderr)
     assert step["status"] == "awaiting_confirmation" and step["tool"] == "filesystem.copy_file"
     assert not copy.exists()
 

@@ -1,0 +1,299 @@
+"""`sb bench`: run an accuracy suite through the running stack (dry run) and write a results file.
+
+Suite formats are DESIGN.md's. Each single-step prompt is measured two ways:
+- the routing decision, over gRPC: `Filter.Rank` then `Router.Route` with the test's context. This is
+  what `accuracy`, `filter_hit_rate`, `param_key_accuracy` and `route_p50_ms`/`route_p95_ms` report;
+- the whole turn, through the gateway's HTTP API with `dry_run`: `p50_ms`/`p95_ms` and `turn_accuracy`
+  (sessions come later, so a turn does not see the test's context).
+Nothing is executed: the gateway records the routed call and skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+
+from switchboard.v1 import switchboard_pb2 as pb
+from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+KINDS = ("single", "turns", "chain", "edge")
+
+
+@dataclass
+class Endpoints:
+    """Where the running stack is."""
+
+    filter_addr: str
+    router_addr: str
+    api_url: str
+    token: str
+    k: int = 15
+
+
+@dataclass
+class Routed:
+    tool: str
+    arguments: dict[str, Any]
+    candidates: list[str]
+    clarify: bool
+    route_ms: float
+
+
+@dataclass
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    total: int
+    label: str
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def step(self) -> None:
+        self.done += 1
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0
+        print(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  eta {eta:4.0f}s",
+            end="" if self.done < self.total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class Stack:
+    """Calls into the running services."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        self.filter = pb_grpc.FilterStub(grpc.insecure_channel(endpoints.filter_addr))
+        self.router = pb_grpc.RouterStub(grpc.insecure_channel(endpoints.router_addr))
+        self.http = httpx.Client(
+            base_url=endpoints.api_url, headers={"Authorization": f"Bearer {endpoints.token}"}, timeout=300
+        )
+
+    def route(self, prompt: str, context: str = "") -> Routed:
+        start = time.perf_counter()
+        ranked = self.filter.Rank(pb.RankRequest(text=prompt, k=self.endpoints.k), timeout=120)
+        call = self.router.Route(
+            pb.RouteRequest(text=prompt, candidates=ranked.candidates, context=context), timeout=120
+        )
+        elapsed = (time.perf_counter() - start) * 1000
+        return Routed(
+            tool=call.tool,
+            arguments=json.loads(call.arguments_json or "{}"),
+            candidates=[c.tool for c in ranked.candidates],
+            clarify=call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION,
+            route_ms=elapsed,
+        )
+
+    def turn(self, text: str, session_id: str = "") -> tuple[dict[str, Any], float]:
+        """Submit a dry-run turn and wait for it to end; returns the run and its wall time."""
+        start = time.perf_counter()
+        reply = self.http.post("/v1/turns", json={"text": text, "dry_run": True, "session_id": session_id})
+        reply.raise_for_status()
+        run_id = reply.json()["run_id"]
+        with self.http.stream("GET", f"/v1/runs/{run_id}/events") as events:
+            for _ in events.iter_lines():
+                pass
+        run = self.http.get(f"/v1/runs/{run_id}").json()
+        return run, (time.perf_counter() - start) * 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
+
+
+def rate(hits: Iterable[bool]) -> float:
+    items = list(hits)
+    return round(sum(items) / len(items), 4) if items else 0.0
+
+
+def by_category(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row.get("category", "")].append(row)
+    return {name: {"n": len(items), key: rate(r[key] for r in items)} for name, items in sorted(groups.items())}
+
+
+def run_single(stack: Stack, tests: list[dict[str, Any]], turns: bool = True) -> dict[str, Any]:
+    progress = Progress(len(tests), "single")
+    rows = []
+    for test in tests:
+        expected = set(test["expectedTools"])
+        routed = stack.route(test["prompt"], "\n".join(test.get("context", [])))
+        row: dict[str, Any] = {
+            "id": test["id"],
+            "category": test.get("category", ""),
+            "prompt": test["prompt"],
+            "expected": sorted(expected),
+            "routed": routed.tool,
+            "arguments": routed.arguments,
+            "needs_clarification": routed.clarify,
+            "correct": routed.tool in expected,
+            "retrieval_top": routed.candidates[0] if routed.candidates else "",
+            "filter_hit": bool(expected & set(routed.candidates)),
+            "route_ms": round(routed.route_ms, 1),
+        }
+        keys = test.get("expectedParamKeys", {}).get(routed.tool)
+        if "expectedParamKeys" in test:
+            row["param_keys_correct"] = keys is not None and set(keys) <= set(routed.arguments)
+        if turns:
+            run, elapsed = stack.turn(test["prompt"])
+            row["turn_tool"] = run["steps"][0]["tool"] if run["steps"] else ""
+            row["turn_correct"] = row["turn_tool"] in expected
+            row["turn_ms"] = round(elapsed, 1)
+        rows.append(row)
+        progress.step()
+    route_ms: list[float] = [r["route_ms"] for r in rows]
+    turn_ms: list[float] = [r["turn_ms"] for r in rows if "turn_ms" in r]
+    summary = {
+        "tests": len(rows),
+        "accuracy": rate(r["correct"] for r in rows),
+        "wrong_tool_rate": rate(bool(r["routed"]) and not r["correct"] for r in rows),
+        "no_tool_rate": rate(not r["routed"] for r in rows),
+        "filter_hit_rate": rate(r["filter_hit"] for r in rows),
+        "retrieval_accuracy": rate(r["retrieval_top"] in r["expected"] for r in rows),
+        "param_key_accuracy": rate(r["param_keys_correct"] for r in rows if "param_keys_correct" in r),
+        "route_p50_ms": percentile(route_ms, 0.5),
+        "route_p95_ms": percentile(route_ms, 0.95),
+        "p50_ms": percentile(turn_ms, 0.5),
+        "p95_ms": percentile(turn_ms, 0.95),
+        "categories": by_category(rows, "correct"),
+    }
+    if turn_ms:
+        summary["turn_accuracy"] = rate(r["turn_correct"] for r in rows if "turn_correct" in r)
+    return {"summary": summary, "results": rows}
+
+
+def longest_in_order(expected: list[set[str]], routed: list[str]) -> int:
+    """How many of the expected steps are matched, in order, by the routed tools (extra steps allowed)."""
+    matched, position = 0, 0
+    for step in expected:
+        while position < len(routed) and routed[position] not in step:
+            position += 1
+        if position == len(routed):
+            break
+        matched += 1
+        position += 1
+    return matched
+
+
+def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> dict[str, Any]:
+    progress = Progress(len(chains), "turns" if as_turns else "chain")
+    rows = []
+    for chain in chains:
+        expected = [set(step["expectedTools"]) for step in chain["steps"]]
+        prompts = [step["prompt"].strip() for step in chain["steps"]]
+        if as_turns:
+            routed: list[str] = []
+            times: list[float] = []
+            context: list[str] = []
+            for prompt in prompts:
+                decision = stack.route(prompt, "\n".join(context))
+                routed.append(decision.tool)
+                times.append(decision.route_ms)
+                context.append(prompt)
+            matched = sum(tool in step for tool, step in zip(routed, expected, strict=True))
+            passed = matched == len(expected)
+        else:
+            text = " ".join(p if p.endswith((".", "?", "!")) else p + "." for p in prompts)
+            run, turn_ms = stack.turn(text)
+            routed = [step["tool"] for step in run["steps"] if step["tool"]]
+            times = [turn_ms]
+            matched = longest_in_order(expected, routed)
+            passed = matched == len(expected)
+        rows.append(
+            {
+                "id": chain["id"],
+                "category": chain.get("category", ""),
+                "expected": [sorted(s) for s in expected],
+                "routed": routed,
+                "passed": passed,
+                "steps_matched": matched,
+                "steps": len(expected),
+                "ms": round(sum(times), 1),
+            }
+        )
+        progress.step()
+    summary = {
+        "tests": len(rows),
+        "chain_completion": rate(r["passed"] for r in rows),
+        "step_completion": round(sum(r["steps_matched"] for r in rows) / max(1, sum(r["steps"] for r in rows)), 4),
+        "p50_ms": percentile([r["ms"] for r in rows], 0.5),
+        "p95_ms": percentile([r["ms"] for r in rows], 0.95),
+        "categories": by_category(rows, "passed"),
+    }
+    return {"summary": summary, "results": rows}
+
+
+def observed_behaviour(run: dict[str, Any]) -> str:
+    """What a dry-run turn did, in the edge suite's terms."""
+    if run["status"] == "needs_clarification":
+        return "clarify"
+    if run["status"] == "refused":
+        return "refuse"
+    steps = [s for s in run["steps"] if s["tool"]]
+    if steps and any(s["confirmation_required"] for s in steps):
+        return "suggest_alternative"
+    return "fallback" if steps else "clarify"
+
+
+def run_edge(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
+    progress = Progress(len(tests), "edge")
+    rows = []
+    for test in tests:
+        run, turn_ms = stack.turn(test["prompt"])
+        behaviour = observed_behaviour(run)
+        rows.append(
+            {
+                "id": test["id"],
+                "category": test.get("category", ""),
+                "prompt": test["prompt"],
+                "expected": test["expectedBehavior"],
+                "observed": behaviour,
+                "routed": [s["tool"] for s in run["steps"] if s["tool"]],
+                "correct": behaviour == test["expectedBehavior"],
+                "turn_ms": round(turn_ms, 1),
+            }
+        )
+        progress.step()
+    summary = {
+        "tests": len(rows),
+        "outcome_accuracy": rate(r["correct"] for r in rows),
+        "p50_ms": percentile([r["turn_ms"] for r in rows], 0.5),
+        "p95_ms": percentile([r["turn_ms"] for r in rows], 0.95),
+        "categories": by_category(rows, "correct"),
+    }
+    return {"summary": summary, "results": rows}
+
+
+def run_suite(kind: str, suite: Path, out: Path, endpoints: Endpoints, turns: bool = True) -> dict[str, Any]:
+    """Run one suite and write `{"kind", "suite", "summary", "results"}` to `out`."""
+    tests = json.loads(suite.read_text(encoding="utf-8"))
+    if not isinstance(tests, list) or not tests:
+        raise ValueError(f"{suite} is not a non-empty JSON list of tests")
+    stack = Stack(endpoints)
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "single": lambda: run_single(stack, tests, turns),
+        "turns": lambda: run_chains(stack, tests, as_turns=True),
+        "chain": lambda: run_chains(stack, tests, as_turns=False),
+        "edge": lambda: run_edge(stack, tests),
+    }
+    result = {"kind": kind, "suite": str(suite), "k": endpoints.k, **runners[kind]()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
