@@ -20,7 +20,7 @@ LLAMA_BUILT := $(WHEELHOUSE)/.built-$(LLAMA_VERSION)
 LLM := models/SmolLM2-135M-Instruct.Q4_1.gguf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup up start stop test lint format proto models system-packages lock clean
+.PHONY: help setup up start stop test bench lint format proto models system-packages lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ stop:  ## stop a stack started with `make start`
 
 test: setup  ## the full test suite
 	$(PY) -m pytest
+
+bench: setup  ## run the project's test-half suites through the stack (starts one if none is running)
+	bench/run_suites.sh
 
 lint: $(INSTALLED) $(STUBS)  ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -180,16 +180,16 @@ def run_single(stack: Stack, tests: list[dict[str, Any]], turns: bool = True) ->
 
 
 def longest_in_order(expected: list[set[str]], routed: list[str]) -> int:
-    """How many of the expected steps are matched, in order, by the routed tools (extra steps allowed)."""
-    matched, position = 0, 0
+    """The longest in-order match of expected steps by routed tools (a longest common subsequence;
+    extra routed steps and missed expected ones are allowed)."""
+    best = [0] * (len(routed) + 1)
     for step in expected:
-        while position < len(routed) and routed[position] not in step:
-            position += 1
-        if position == len(routed):
-            break
-        matched += 1
-        position += 1
-    return matched
+        previous_diagonal = 0
+        for j, tool in enumerate(routed, start=1):
+            above = best[j]
+            best[j] = previous_diagonal + 1 if tool in step else max(best[j], best[j - 1])
+            previous_diagonal = above
+    return best[-1]
 
 
 def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> dict[str, Any]:
