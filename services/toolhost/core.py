@@ -79,13 +79,49 @@ def spec_from_mcp(
     )
 
 
+# Names models and people use for tools, mapped to the real short names (FM-8 in the study: models
+# call tools by the verb they think of, or a shell command's name).
+ALIASES: dict[str, str] = {
+    "rename": "move_file",
+    "rename_file": "move_file",
+    "mv": "move_file",
+    "move": "move_file",
+    "remove_file": "delete_file",
+    "rm": "delete_file",
+    "delete": "delete_file",
+    "cp": "copy_file",
+    "copy": "copy_file",
+    "ls": "list_dir",
+    "list_directory": "list_dir",
+    "list_files": "list_dir",
+    "cat": "read_file",
+    "find_files": "search_files",
+    "stat": "get_metadata",
+}
+FUZZY_CUTOFF = 0.8
+
+
 def resolve_tool(name: str, tools: dict[str, ToolSpec]) -> ToolSpec:
-    """The tool called `name`, or `UnknownTool` naming the closest real ones."""
+    """The tool called `name`: exact, unique suffix, alias, or a unique close match on the same server.
+
+    Anything else is `UnknownTool`, naming the closest real tools so the caller can correct itself.
+    """
     if name in tools:
         return tools[name]
-    suffix = [spec for spec in tools.values() if spec.short_name == name]
+    server, _, short = name.rpartition(".")
+    suffix = [spec for spec in tools.values() if spec.short_name == short and (not server or spec.server == server)]
     if len(suffix) == 1:
         return suffix[0]
+    alias = ALIASES.get(short.lower())
+    if alias is not None:
+        matches = [s for s in tools.values() if s.short_name == alias and (not server or s.server == server)]
+        if len(matches) == 1:
+            return matches[0]
+    if server:
+        same_server = {spec.short_name: spec for spec in tools.values() if spec.server == server}
+        close_names = difflib.get_close_matches(short, list(same_server), n=2, cutoff=FUZZY_CUTOFF)
+        if len(close_names) == 1:
+            return same_server[close_names[0]]
     close = difflib.get_close_matches(name, list(tools), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; `sb tools` lists them"
     raise UnknownTool(f"no tool named {name!r}{hint}")

@@ -68,8 +68,10 @@ async def test_a_change_without_approval_is_refused_and_logged(host: ToolHost, r
 
 
 async def test_unknown_tool_and_missing_parameter_say_how_to_fix_the_call(host: ToolHost) -> None:
-    unknown = await host.call("filesystem.list_directory", "{}", "run1", 1, "")
-    assert "filesystem.list_dir" in unknown.error
+    unknown = await host.call("filesystem.list_dirs_and_files", "{}", "run1", 1, "")
+    assert "no tool named" in unknown.error and "filesystem.list_dir" in unknown.error
+    aliased = await host.call("filesystem.ls", "{}", "run1", 1, "")  # an alias resolves to list_dir
+    assert aliased.tool == "filesystem.list_dir" and "missing path" in aliased.error
     missing = await host.call("filesystem.list_dir", "{}", "run1", 1, "")
     assert "missing path" in missing.error
 
