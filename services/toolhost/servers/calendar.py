@@ -40,6 +40,7 @@ from services.toolhost.servers.kit import (
     report_expected_failures,
     serve,
     sha256_of,
+    sqlite_transaction,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -196,18 +197,8 @@ class CalendarStore:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one transaction: committed when the block ends, rolled back on error."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL keeps the database consistent through a crash and skips an fsync per commit.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        with sqlite_transaction(self.path, _SCHEMA) as conn:
+            yield conn
 
     def between(self, start: datetime, end: datetime, calendar: str | None = None) -> list[StoredEvent]:
         """Events that overlap [start, end), by start time; an instant counts if it lies inside."""

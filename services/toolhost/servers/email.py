@@ -41,7 +41,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.calendar import local_iso, local_midnight, parse_when
-from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve
+from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve, sqlite_transaction
 from services.toolhost.settings import ToolHostSettings
 from switchboard.errors import InvalidRequest
 
@@ -502,19 +502,8 @@ class DraftStore:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one transaction: committed when the block ends, rolled back on error."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL keeps the database consistent through a crash and skips an fsync per commit.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        with sqlite_transaction(self.path, _SCHEMA, foreign_keys=True) as conn:
+            yield conn
 
     def get(self, draft_id: int) -> sqlite3.Row | None:
         with self.connect() as conn:

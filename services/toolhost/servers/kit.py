@@ -14,9 +14,11 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "report_expected_failures",
     "serve",
     "sha256_of",
+    "sqlite_transaction",
     "write_atomically",
 ]
 
@@ -220,6 +223,26 @@ class Trash:
         shutil.move(self.stored_path(trash_id), original)
         shutil.rmtree(self.root / trash_id, ignore_errors=True)
         return original
+
+
+@contextmanager
+def sqlite_transaction(path: Path, schema: str, *, foreign_keys: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to a server's own SQLite file inside one transaction: committed when the block
+    ends, rolled back on error. The file and its schema (idempotent DDL) are created on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL keeps the database consistent through a crash and skips an fsync per commit.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(schema)
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def serve(build_server: Callable[[ToolHostSettings], MCPServer], name: str) -> None:

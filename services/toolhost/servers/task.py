@@ -31,7 +31,7 @@ from services.toolhost.servers.calendar import (
     local_midnight,
     parse_when,
 )
-from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve
+from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve, sqlite_transaction
 from services.toolhost.settings import ToolHostSettings
 
 log = logging.getLogger("services.toolhost.servers.task")  # not "__main__" under `python -m`
@@ -137,18 +137,8 @@ class TaskStore:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection inside one transaction: committed when the block ends, rolled back on error."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL keeps the database consistent through a crash and skips an fsync per commit.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        with sqlite_transaction(self.path, _SCHEMA) as conn:
+            yield conn
 
     def select(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[Task]:
         now = _now_utc()
