@@ -36,12 +36,13 @@ def schema_grammar(schema: dict[str, Any]) -> str:
 
 
 class ToolRouter:
-    def __init__(self, model: core.ChoiceModel) -> None:
+    def __init__(self, model: core.ChoiceModel, fusion: bool = True) -> None:
         self.model = model
+        self.fusion = fusion
 
     async def route(self, text: str, candidates: Sequence[pb.Candidate], context: str = "") -> pb.ToolCall:
         decision = await asyncio.to_thread(
-            core.route, text, candidate_tools(candidates), self.model, schema_grammar, context
+            core.route, text, candidate_tools(candidates), self.model, schema_grammar, context, self.fusion
         )
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 CONFIDENT_MARGIN = 0.04
 # At most this many near-tied candidates are put to the model.
 TIE_SET = 3
+# Without fusion (an ablation), the model picks among this many of the best candidates.
+SHORTLIST = 5
 PATH_PARAMS = ("path", "source", "destination", "directory", "folder", "file", "file_path", "output_path", "input_path")
 EMAIL_PARAMS = ("to", "recipients", "recipient", "email", "attendees", "cc", "bcc")
 DATE_PARAMS = ("date", "start", "end", "start_date", "end_date", "due_date", "start_time", "end_time", "when")
@@ -77,15 +79,17 @@ def route(
     model: ChoiceModel | None,
     schema_grammar: Any = None,
     context: str = "",
+    fusion: bool = True,
 ) -> RouteDecision:
     """Decide the tool call for `text` among `candidates` (ranked best first).
 
-    With `model` None the router is retrieval alone (for ablations). `schema_grammar(schema) -> str`
+    With `model` None the router is retrieval alone; with `fusion` off the model picks among the best
+    `SHORTLIST` candidates whatever retrieval's margin (both for ablations). `schema_grammar(schema)`
     turns a JSON schema into GBNF; without it the model fills no arguments.
     """
     if not candidates:
         return RouteDecision("", {}, True, "no tool matches this request; say what you want done", 0.0)
-    chosen, how = choose_tool(text, candidates, model, context)
+    chosen, how = choose_tool(text, candidates, model, context, fusion)
     arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context)
     confidence = round(float(chosen.score), 4)
     if missing:
@@ -103,10 +107,10 @@ def tie_set(candidates: list[CandidateTool]) -> list[CandidateTool]:
 
 
 def choose_tool(
-    text: str, candidates: list[CandidateTool], model: ChoiceModel | None, context: str = ""
+    text: str, candidates: list[CandidateTool], model: ChoiceModel | None, context: str = "", fusion: bool = True
 ) -> tuple[CandidateTool, str]:
     """The tool to call, and how it was decided."""
-    close = tie_set(candidates)
+    close = tie_set(candidates) if fusion else candidates[:SHORTLIST]
     if len(close) == 1 or model is None:
         return candidates[0], "retrieval"
     picked = model.choose(selection_prompt(text, close, context), [c.name for c in close])

@@ -11,4 +11,7 @@ from switchboard.settings import CommonSettings, default_llm_path
 
 class RouterSettings(CommonSettings):
     router_model: Path = Field(default_factory=default_llm_path, description="GGUF file of the router's model.")
+    router_fusion: bool = Field(
+        True, description="Let retrieval decide clear cases (the default); false lets the model pick among the top 5."
+    )
     router_threads: int = Field(0, ge=0, description="llama.cpp threads; 0 means one per core.")

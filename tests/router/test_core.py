@@ -98,3 +98,10 @@ def test_emails_dates_and_quoted_text_fill_their_parameters() -> None:
 def test_no_candidates_means_clarification() -> None:
     decision = route("do the thing", [], ScriptedModel(""))
     assert decision.needs_clarification and decision.tool == ""
+
+
+def test_without_fusion_the_model_picks_among_the_top_five() -> None:
+    model = ScriptedModel("filesystem.search_files")
+    decision = route("List the files in /srv/reports", [LIST, SEARCH, *OTHERS], model, fusion=False)
+    assert decision.tool == "filesystem.search_files"
+    assert "x.t2" in model.prompts[0] and "x.t3" not in model.prompts[0]
