@@ -15,13 +15,6 @@ from tests.toolhost.mcp_helpers import assert_matches_contract, ok, refused
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
     settings = ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
     log = AuditLog(settings.audit_path)

@@ -43,18 +43,6 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
-@pytest.fixture
 def berlin() -> Iterator[None]:
     """The process runs in Europe/Berlin, whose clocks jump forward on 2030-03-31."""
     before = os.environ.get("TZ")

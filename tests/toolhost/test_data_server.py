@@ -24,25 +24,6 @@ PEOPLE = [
 ]
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    folder = (tmp_path / "outside").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
 def make_db(path: Path, *statements: str) -> None:
     with closing(sqlite3.connect(path)) as conn, conn:
         for statement in statements:

@@ -35,25 +35,6 @@ from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, r
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    folder = (tmp_path / "outside").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
 def text_pdf(path: Path, *pages: str) -> Path:
     """A PDF with a real text layer, one page per argument (Latin-1 text, core font)."""
     pdf = FPDF()

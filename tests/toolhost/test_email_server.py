@@ -151,18 +151,6 @@ def write_mbox(path: Path, messages: list[EmailMessage]) -> Path:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
-@pytest.fixture
 def mbox(root: Path) -> Path:
     return write_mbox(
         root / "inbox.mbox",

@@ -74,11 +74,6 @@ def outside(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
 @asynccontextmanager
 async def connected(settings: ToolHostSettings) -> AsyncIterator[Client]:
     async with Client(build_server(settings)) as client:

@@ -47,11 +47,6 @@ def outside(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
 async def test_tools_match_the_contract(settings: ToolHostSettings) -> None:
     await assert_matches_contract(build_server, settings, "meeting")
 

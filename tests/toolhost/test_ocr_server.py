@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 
@@ -19,25 +18,6 @@ from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, r
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 LINE_HEIGHT = 60
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    folder = (tmp_path / "outside").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
 
 
 def draw(lines: Sequence[str | Sequence[str]], columns: Sequence[int] = (40,), mode: str = "RGB") -> Image.Image:

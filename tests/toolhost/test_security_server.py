@@ -65,11 +65,6 @@ def outside(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
 def assert_no_value_leaks(result: dict[str, object], values: tuple[str, ...]) -> None:
     text = json.dumps(result)
     for value in values:

@@ -32,11 +32,6 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
-
-
-@pytest.fixture
 def no_desktop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

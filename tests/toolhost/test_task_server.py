@@ -8,7 +8,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mcp import Client, StdioServerParameters
 
 from services.toolhost.servers import META_DESTRUCTIVE
@@ -16,18 +15,6 @@ from services.toolhost.servers import calendar as calendar_server
 from services.toolhost.servers.task import build_server
 from services.toolhost.settings import ToolHostSettings
 from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = (tmp_path / "root").resolve()
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, root: Path) -> ToolHostSettings:
-    return ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
 
 
 def today() -> date:
