@@ -7,6 +7,7 @@ confirmation/undo flags, with a description on every tool and parameter and stru
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -84,3 +85,21 @@ async def assert_matches_contract(build: BuildServer, settings: ToolHostSettings
         assert isinstance(meta.get(META_DESTRUCTIVE), bool), f"{server}.{name}: destructive flag"
         hints = tool.annotations
         assert hints is not None and None not in (hints.read_only_hint, hints.destructive_hint), f"{server}.{name}"
+
+
+def stdio_parameters(server: str, settings: ToolHostSettings, extra_env: dict[str, str] | None = None) -> Any:
+    """How the tool host launches a server over stdio, pointed at `settings`' roots and state."""
+    from mcp import StdioServerParameters
+
+    project = Path(__file__).resolve().parents[2]
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", f"services.toolhost.servers.{server}"],
+        env={
+            "SWITCHBOARD_ALLOWED_ROOTS": settings.allowed_roots,
+            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
+            "PYTHONPATH": str(project),
+            **(extra_env or {}),
+        },
+        cwd=project,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.server.mcpserver.exceptions import ToolError
 
 from services.toolhost.servers import META_DESTRUCTIVE
@@ -29,7 +28,7 @@ from services.toolhost.servers.calendar import (
     parse_when,
 )
 from services.toolhost.settings import ToolHostSettings
-from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused
+from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused, stdio_parameters
 
 DAY = "2030-05-06"  # a Monday, safely in the future
 
@@ -422,18 +421,7 @@ async def test_export_ics_round_trips_and_can_be_undone(settings: ToolHostSettin
 
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) -> None:
     """`python -m services.toolhost.servers.calendar`, launched the way the tool host launches it."""
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.calendar"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "SWITCHBOARD_WORKDAY_START": "10:00",
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("calendar", settings, {"SWITCHBOARD_WORKDAY_START": "10:00"})
     async with Client(params) as client:
         assert client.server_info is not None and client.server_info.name == "calendar"
         result = await client.call_tool("find_free_slots", {"date": DAY})

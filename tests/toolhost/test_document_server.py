@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import docx
 import openpyxl
 import pytest
 from fpdf import FPDF
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from PIL import Image, ImageDraw
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import (
@@ -30,7 +29,7 @@ from pypdf.generic import (
 from services.toolhost.servers import document
 from services.toolhost.servers.document import MAX_SPREADSHEET_ROWS, build_server
 from services.toolhost.settings import ToolHostSettings
-from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused
+from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused, stdio_parameters
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -649,17 +648,7 @@ async def test_paths_outside_the_roots_are_refused(settings: ToolHostSettings, r
 
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) -> None:
     """`python -m services.toolhost.servers.document`, launched the way the tool host launches it."""
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.document"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("document", settings)
     (root / "n.txt").write_text("over stdio\n")
     async with Client(params) as client:
         assert client.server_info is not None and client.server_info.name == "document"

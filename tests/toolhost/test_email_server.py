@@ -10,7 +10,6 @@ import re
 import socket
 import socketserver
 import sqlite3
-import sys
 import threading
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -19,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from services.toolhost.servers import META_DESTRUCTIVE
 from services.toolhost.servers.email import EmailSettings, build_server
 from services.toolhost.settings import ToolHostSettings
-from tests.toolhost.mcp_helpers import BuildServer, assert_matches_contract, connected, ok, refused
+from tests.toolhost.mcp_helpers import BuildServer, assert_matches_contract, connected, ok, refused, stdio_parameters
 
 # mail fixtures
 
@@ -543,18 +542,7 @@ async def test_drafts_are_sqlite_in_wal_mode(settings: ToolHostSettings) -> None
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path, mbox: Path) -> None:
     """`python -m services.toolhost.servers.email` (no clash with the stdlib's `email` package), with the
     mailbox named by SWITCHBOARD_MAILBOX."""
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.email"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "SWITCHBOARD_MAILBOX": str(mbox),
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("email", settings, {"SWITCHBOARD_MAILBOX": str(mbox)})
     async with Client(params) as client:
         assert client.server_info is not None and client.server_info.name == "email"
         result = await client.call_tool("search_emails", {"query": "lunch"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -15,13 +14,14 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.types import CallToolResult
 from watchdog.observers.api import BaseObserver
 
 from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
 from services.toolhost.servers.filesystem import MAX_LIST_ENTRIES, MAX_READ_BYTES, build_server
 from services.toolhost.settings import ToolHostSettings
+from tests.toolhost.mcp_helpers import stdio_parameters
 
 # name: (parameters with their defaults, required parameters, confirmation_required, undo_supported, destructive)
 CONTRACT: dict[str, tuple[dict[str, Any], set[str], bool, bool, bool]] = {
@@ -391,17 +391,7 @@ async def test_escape_attempts_are_refused_and_name_the_roots(
 
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) -> None:
     """`python -m services.toolhost.servers.filesystem`, launched the way the tool host launches it."""
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.filesystem"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("filesystem", settings)
     async with Client(params) as client:
         assert client.server_info is not None and client.server_info.name == "filesystem"
         result = await client.call_tool("read_file", {"path": str(root / "docs" / "a.txt")})

@@ -6,17 +6,16 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
 import docx
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from services.toolhost.servers.meeting import build_server
 from services.toolhost.settings import ToolHostSettings
-from tests.toolhost.mcp_helpers import assert_matches_contract, ok, refused
+from tests.toolhost.mcp_helpers import assert_matches_contract, ok, refused, stdio_parameters
 
 TRANSCRIPT = """Title: Q3 planning
 Date: 2025-03-14
@@ -233,17 +232,7 @@ async def test_generate_minutes_refusals(settings: ToolHostSettings, root: Path,
 
 
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) -> None:
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.meeting"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("meeting", settings)
     async with Client(params) as client:
         result = await client.call_tool("extract_action_items", {"transcript": str(root / "q3.txt")})
     assert not result.is_error and result.structured_content is not None

@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from services.toolhost.servers.security import build_server
 from services.toolhost.settings import ToolHostSettings
-from tests.toolhost.mcp_helpers import assert_matches_contract, ok, refused
+from tests.toolhost.mcp_helpers import assert_matches_contract, ok, refused, stdio_parameters
 
 # Values that look real to the detectors; each is asserted never to appear in a result.
 CARD = "4111 1111 1111 1111"
@@ -309,17 +308,7 @@ async def test_paths_outside_the_roots_are_refused(settings: ToolHostSettings, r
 
 
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) -> None:
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.security"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("security", settings)
     async with Client(params) as client:
         result = await client.call_tool("scan_for_secrets", {"path": str(root / "project" / ".env")})
     assert not result.is_error and result.structured_content is not None

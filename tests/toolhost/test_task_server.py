@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from services.toolhost.servers import META_DESTRUCTIVE
 from services.toolhost.servers import calendar as calendar_server
 from services.toolhost.servers.task import build_server
 from services.toolhost.settings import ToolHostSettings
-from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused
+from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused, stdio_parameters
 
 
 def today() -> date:
@@ -270,17 +269,7 @@ async def test_the_task_list_is_sqlite_in_wal_mode(settings: ToolHostSettings) -
 
 async def test_server_runs_over_stdio(settings: ToolHostSettings, root: Path) -> None:
     """`python -m services.toolhost.servers.task`, launched the way the tool host launches it."""
-    project = Path(__file__).resolve().parents[2]
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "services.toolhost.servers.task"],
-        env={
-            "SWITCHBOARD_ALLOWED_ROOTS": str(root),
-            "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
-            "PYTHONPATH": str(project),
-        },
-        cwd=project,
-    )
+    params = stdio_parameters("task", settings)
     async with Client(params) as client:
         assert client.server_info is not None and client.server_info.name == "task"
         created = await client.call_tool("create_task", {"title": "From stdio"})
