@@ -96,7 +96,9 @@ system-packages:  ## install the Debian packages above if any command is missing
 
 lock: $(VENV)/bin/python  ## re-resolve the dependencies and rewrite requirements.lock
 	$(PIP) install -e '.[dev]'
-	$(PIP) freeze --all --exclude-editable | grep -v -e '^-e ' -e '^pip==' > requirements.lock
+	# The llama.cpp wheel is built on each machine, so its hash differs per build: pin the version only.
+	$(PIP) freeze --all --exclude-editable | grep -v -e '^-e ' -e '^pip==' \
+		| sed 's|^llama_cpp_python @ file://.*|llama-cpp-python==$(LLAMA_VERSION)|' > requirements.lock
 
 clean:  ## remove generated stubs (the venv and models stay)
 	rm -f switchboard/v1/*_pb2*.py switchboard/v1/*_pb2*.pyi
