@@ -7,7 +7,10 @@ PY=.venv/bin/python
 SB=.venv/bin/sb
 started=0
 if ! $PY -m switchboard.stack wait --timeout 2 >/dev/null 2>&1; then
-    $PY -m switchboard.stack start
+    # The suites speak of a person whose home is /home/user ("~/Documents" and "/home/user/Documents"
+    # are the same folder) and whose files are all below it; the stack is started to match. A stack
+    # that is already running is used as it is configured.
+    SWITCHBOARD_USER_HOME=/home/user SWITCHBOARD_ALLOWED_ROOTS=/home/user $PY -m switchboard.stack start
     started=1
 fi
 trap 'if [ $started = 1 ]; then $PY -m switchboard.stack stop; fi' EXIT

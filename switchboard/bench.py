@@ -1,11 +1,15 @@
 """`sb bench`: run an accuracy suite through the running stack (dry run) and write a results file.
 
-Suite formats are DESIGN.md's. Each single-step prompt is measured two ways:
-- the routing decision, over gRPC: `Filter.Rank` then `Router.Route` with the test's context. This is
-  what `accuracy`, `filter_hit_rate`, `param_key_accuracy` and `route_p50_ms`/`route_p95_ms` report;
-- the whole turn, through the gateway's HTTP API with `dry_run`: `p50_ms`/`p95_ms` and `turn_accuracy`
-  (sessions come later, so a turn does not see the test's context).
-Nothing is executed: the gateway records the routed call and skips it.
+Suite formats are DESIGN.md's. Nothing is executed: the gateway records each routed call and skips it.
+- `single`: each prompt is measured two ways: the routing decision over gRPC (`Filter.Rank` then
+  `Router.Route` with the test's context: `accuracy`, `filter_hit_rate`, `param_key_accuracy`,
+  `route_p50_ms`/`route_p95_ms`), and the whole turn through the gateway's HTTP API (`turn_accuracy`,
+  `p50_ms`/`p95_ms`; the turn does not see the test's context).
+- `turns`: each step of a chain is the next turn of one session through the gateway; a step passes
+  when its turn routed (one of) its expected tools, a chain when every step passed.
+- `chain`: the step prompts, each ending in a full stop, as one request the planner must decompose; a
+  chain passes when its expected tools appear in order among the routed steps (extra steps allowed).
+- `edge`: each prompt is one turn, scored by what was expected of it (see `edge_passed`).
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ class Stack:
         )
 
     def turn(self, text: str, session_id: str = "") -> tuple[dict[str, Any], float]:
-        """Submit a dry-run turn and wait for it to end; returns the run and its wall time."""
+        """Submit a dry-run turn (in `session_id`, if given) and wait for it to end; returns the run
+        (with its `session_id`) and its wall time."""
         start = time.perf_counter()
         reply = self.http.post("/v1/turns", json={"text": text, "dry_run": True, "session_id": session_id})
         reply.raise_for_status()
@@ -201,13 +206,16 @@ def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> di
         if as_turns:
             routed: list[str] = []
             times: list[float] = []
-            context: list[str] = []
-            for prompt in prompts:
-                decision = stack.route(prompt, "\n".join(context))
-                routed.append(decision.tool)
-                times.append(decision.route_ms)
-                context.append(prompt)
-            matched = sum(tool in step for tool, step in zip(routed, expected, strict=True))
+            session = ""
+            matched = 0
+            for prompt, wanted in zip(prompts, expected, strict=True):
+                run, turn_ms = stack.turn(prompt, session)
+                session = run["session_id"]
+                tools = [step["tool"] for step in run["steps"] if step["tool"]]
+                hit = next((tool for tool in tools if tool in wanted), None)
+                routed.append(hit or (tools[0] if tools else f"({run['status']})"))
+                times.append(turn_ms)
+                matched += hit is not None
             passed = matched == len(expected)
         else:
             text = " ".join(p if p.endswith((".", "?", "!")) else p + "." for p in prompts)
@@ -240,16 +248,42 @@ def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> di
     return {"summary": summary, "results": rows}
 
 
+# Step states in which a call was put forward to run (or would have been, in a dry run).
+PROPOSED_STATES = {"skipped", "awaiting_confirmation", "approved", "succeeded", "failed"}
+
+
 def observed_behaviour(run: dict[str, Any]) -> str:
     """What a dry-run turn did, in the edge suite's terms."""
     if run["status"] == "needs_clarification":
         return "clarify"
     if run["status"] == "refused":
         return "refuse"
-    steps = [s for s in run["steps"] if s["tool"]]
-    if steps and any(s["confirmation_required"] for s in steps):
+    proposed = [s for s in run["steps"] if s["tool"] and s["status"] in PROPOSED_STATES]
+    if any(s["confirmation_required"] for s in proposed):
         return "suggest_alternative"
-    return "fallback" if steps else "clarify"
+    return "fallback" if proposed else "clarify"
+
+
+def edge_passed(test: dict[str, Any], run: dict[str, Any]) -> bool:
+    """Whether a turn did what the edge case expects (the issue's scoring):
+    clarify → the run ended needing clarification; refuse → refused, with no call put forward to run;
+    fallback → (one of) the expected tools was put forward, so its own error can say what is wrong;
+    suggest_alternative → a call that changes something was put forward and held for a person (the
+    gateway holds every such call, so nothing of the kind runs without one)."""
+    expected = test["expectedBehavior"]
+    proposed = [s for s in run["steps"] if s["tool"] and s["status"] in PROPOSED_STATES]
+    if expected == "clarify":
+        return run["status"] == "needs_clarification"
+    if expected == "refuse":
+        return run["status"] == "refused" and not proposed
+    if run["status"] in ("refused", "needs_clarification"):
+        return False
+    if expected == "fallback":
+        wanted = set(test.get("expectedTools") or [])
+        return bool(proposed) and (not wanted or any(s["tool"] in wanted for s in proposed))
+    if expected == "suggest_alternative":
+        return any(s["confirmation_required"] for s in proposed)
+    raise ValueError(f"{test['id']}: unknown expectedBehavior {expected!r}")
 
 
 def run_edge(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -266,7 +300,9 @@ def run_edge(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
                 "expected": test["expectedBehavior"],
                 "observed": behaviour,
                 "routed": [s["tool"] for s in run["steps"] if s["tool"]],
-                "correct": behaviour == test["expectedBehavior"],
+                "status": run["status"],
+                "answer": run["answer"],
+                "correct": edge_passed(test, run),
                 "turn_ms": round(turn_ms, 1),
             }
         )

@@ -83,17 +83,46 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def describe_run(run: dict[str, Any]) -> str:
+def describe_run(run: dict[str, Any], with_answer: bool = True) -> str:
     lines = [f"run {run['run_id']}  [{run['status']}]  {run['text']}"]
     for step in run["steps"]:
         args = json.dumps(step["arguments"], ensure_ascii=False)
         lines.append(f"  step {step['number']}: {step['tool'] or '-'} {args}  [{step['status']}]")
         if step["error"]:
             lines.append(f"    {step['error']}")
-    if run["answer"]:
+    if run["answer"] and with_answer:
         lines.append("")
         lines.append(run["answer"])
     return "\n".join(lines)
+
+
+def follow(client: Client, run_id: str, as_json: bool, confirmed_step: int = 0) -> int:
+    """Follow a run until it ends or a step waits for a person: progress on stderr, the answer on
+    stdout as its lines arrive, then the run's steps. Returns the exit code."""
+    awaiting = None
+    streamed = False
+    for event in client.events(run_id):
+        if event["kind"] == "answer":
+            if not as_json:
+                print(event["message"], end="", flush=True)
+                streamed = True
+            continue
+        if not as_json or sys.stderr.isatty():
+            detail = f" {event['message']}" if event["message"] and event["kind"] != "finished" else ""
+            step = f" step {event['step']}" if event["step"] else ""
+            print(f"… {event['kind']}{step}{detail}", file=sys.stderr, flush=True)
+        if event["kind"] == "awaiting_confirmation" and event["step"] > confirmed_step:
+            awaiting = event["step"]
+            break
+    run = client.request("GET", f"/v1/runs/{run_id}")
+    if as_json:
+        print_json(run)
+    else:
+        print(("\n" if streamed else "") + describe_run(run, with_answer=not streamed))
+    if awaiting is not None and run["status"] not in FINAL:
+        print(f"sb: step {awaiting} waits for you: sb confirm {run_id} {awaiting} [--reject]", file=sys.stderr)
+        return EXIT_AWAITING
+    return EXIT_FAILED if run["status"] == "failed" else 0
 
 
 def cmd_ask(client: Client, args: argparse.Namespace) -> int:
@@ -104,21 +133,29 @@ def cmd_ask(client: Client, args: argparse.Namespace) -> int:
     if not args.wait:
         print_json(submitted) if args.json else print(run_id)
         return 0
-    awaiting = None
-    for event in client.events(run_id):
-        if not args.json or sys.stderr.isatty():
-            detail = f" {event['message']}" if event["message"] and event["kind"] != "finished" else ""
-            step = f" step {event['step']}" if event["step"] else ""
-            print(f"… {event['kind']}{step}{detail}", file=sys.stderr, flush=True)
-        if event["kind"] == "awaiting_confirmation":
-            awaiting = event["step"]
-            break
-    run = client.request("GET", f"/v1/runs/{run_id}")
-    print_json(run) if args.json else print(describe_run(run))
-    if awaiting is not None and run["status"] not in FINAL:
-        print(f"sb: step {awaiting} waits for you: sb confirm {run_id} {awaiting} [--reject]", file=sys.stderr)
-        return EXIT_AWAITING
-    return EXIT_FAILED if run["status"] == "failed" else 0
+    return follow(client, run_id, args.json)
+
+
+def cmd_plan(settings: CliSettings, args: argparse.Namespace) -> int:
+    """Show the plan a request would get, without running anything."""
+    from switchboard.v1 import switchboard_pb2 as pb
+    from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.PlannerStub(grpc.insecure_channel(settings.planner_addr))
+    try:
+        plan = stub.Plan(pb.PlanRequest(text=args.text), timeout=120)
+    except grpc.RpcError as exc:
+        fail(f"the planner did not answer at {settings.planner_addr}: {exc.code().name} {exc.details()}")  # type: ignore[attr-defined]
+    steps = [{"number": s.number, "intent": s.intent, "server": s.server, "for_each": s.for_each} for s in plan.steps]
+    if args.json:
+        print_json({"steps": steps, "outcome": plan.outcome or "planned", "reason": plan.reason})
+    elif plan.outcome:
+        print(f"{plan.outcome}: {plan.reason}")
+    else:
+        for step in steps:
+            each = "  (for each item)" if step["for_each"] else ""
+            print(f"{step['number']}. [{step['server'] or '?'}] {step['intent']}{each}")
+    return EXIT_FAILED if plan.outcome == "refused" else 0
 
 
 def cmd_runs(client: Client, args: argparse.Namespace) -> int:
@@ -142,6 +179,8 @@ def cmd_confirm(client: Client, args: argparse.Namespace) -> int:
         f"/v1/runs/{args.run}/steps/{args.step}/confirm",
         json={"approve": not args.reject, "reason": args.reason},
     )
+    if args.wait:
+        return follow(client, args.run, args.json, confirmed_step=args.step)
     print_json(run) if args.json else print(describe_run(run))
     return 0
 
@@ -241,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--reject", action="store_true")
     confirm.add_argument("--reason", default="")
     confirm.add_argument("--json", action="store_true")
+    confirm.add_argument("--wait", action="store_true", help="then follow the run until it ends or needs you again")
+
+    plan = sub.add_parser("plan", help="show the steps a request would be planned into; nothing runs")
+    plan.add_argument("text")
+    plan.add_argument("--json", action="store_true")
 
     undo = sub.add_parser("undo", help="undo what a step changed (restores from the trash, moves back, …)")
     undo.add_argument("run")
@@ -269,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(cmd_status(settings, args))
     if args.command == "bench":
         sys.exit(cmd_bench(settings, args))
+    if args.command == "plan":
+        sys.exit(cmd_plan(settings, args))
     commands = {
         "ask": cmd_ask,
         "runs": cmd_runs,

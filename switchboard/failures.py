@@ -9,6 +9,10 @@ from switchboard.envelope import Envelope, step_key
 from switchboard.streams import Emit, FailureHandler, emit
 from switchboard.v1 import switchboard_pb2 as pb
 
+# How the error of a call the gateway would not run again begins (the same tool with the same
+# arguments as an earlier step, nothing changed since). The planner does not retry such a step.
+REPEATED_CALL = "repeated call"
+
 
 def fail_step(stage: str) -> FailureHandler:
     """A failure handler that reports the step as FAILED, which lets the planner end the run."""

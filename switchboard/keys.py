@@ -80,6 +80,11 @@ def planner_state_key(run_id: str) -> str:
     return f"{PREFIX}:planner:{run_id}"
 
 
+def session_key(session_id: str) -> str:
+    """The planner's memory of a session: its recent turns and a summary of older ones."""
+    return f"{PREFIX}:session:{session_id}"
+
+
 def service_key(name: str, instance: str) -> str:
     """A service instance's heartbeat record; it expires when the instance stops refreshing it."""
     return f"{PREFIX}:service:{name}:{instance}"

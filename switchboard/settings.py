@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from switchboard.paths import PathPolicy
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SERVICE_NAMES = ("gateway", "planner", "filter", "router", "toolhost")
 
@@ -40,6 +42,10 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector for traces; empty: spans stay local.")
     http_port: int = Field(DEFAULT_HTTP_PORT, description="Port of the gateway's JSON HTTP API.")
+    allowed_roots: str = Field("", description="Folders tools may read and change (os.pathsep-separated).")
+    user_home: Path | None = Field(
+        None, description="What `~` means in requests and tool paths; unset: this process's home folder."
+    )
 
     gateway_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['gateway']}"
     planner_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['planner']}"
@@ -52,6 +58,30 @@ class CommonSettings(BaseSettings):
     filter_metrics_port: int = DEFAULT_METRICS_PORTS["filter"]
     router_metrics_port: int = DEFAULT_METRICS_PORTS["router"]
     toolhost_metrics_port: int = DEFAULT_METRICS_PORTS["toolhost"]
+
+    def home(self) -> Path:
+        """The person's home folder as the tools see it (under Compose, where it is mounted)."""
+        return (self.user_home or Path.home()).expanduser()
+
+    def roots(self) -> list[Path]:
+        """The allowed roots, resolved (symlinks followed). Empty means `<state dir>/workspace`, never
+        the home folder, so a fresh install cannot touch a person's files until told which ones."""
+        import os
+
+        if not self.allowed_roots.strip():
+            workspace = self.state_dir / "workspace"
+            workspace.mkdir(parents=True, exist_ok=True)
+            return [workspace.resolve()]
+        home = str(self.home())
+        return [
+            Path(os.path.realpath(p.strip().replace("~", home, 1) if p.strip().startswith("~") else p.strip()))
+            for p in self.allowed_roots.split(os.pathsep)
+            if p.strip()
+        ]
+
+    def path_policy(self) -> PathPolicy:
+        """Which paths requests and calls may name: the roots, the home folder, system and secret places."""
+        return PathPolicy(tuple(self.roots()), self.home())
 
     def addr(self, service: str) -> str:
         """How to reach `service` over gRPC."""

@@ -47,6 +47,12 @@ STAGE_ERRORS = Counter(
     "Messages a stage failed to process, by error type.",
     ["stage", "error"],
 )
+FAILURE_MODES = Counter(
+    "switchboard_failure_modes_total",
+    "Known ways a turn goes wrong, counted where they are caught (repeated_call, path_refused, retry, "
+    "turn_refused, turn_needs_clarification).",
+    ["stage", "mode"],
+)
 
 _propagator = TraceContextTextMapPropagator()
 

@@ -29,7 +29,10 @@ async def main(settings: GatewaySettings) -> None:
     runtime = ServiceRuntime("gateway", settings)
     token = read_or_create_secret(settings.token_path)
     gateway = Gateway(
-        runtime.redis, ToolHostClient(settings.toolhost_addr), read_or_create_secret(settings.secret_path)
+        runtime.redis,
+        ToolHostClient(settings.toolhost_addr),
+        read_or_create_secret(settings.secret_path),
+        settings.path_policy(),
     )
     http = EmbeddedServer(
         uvicorn.Config(

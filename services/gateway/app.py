@@ -20,10 +20,12 @@ from services.gateway.store import EVENT_KIND_FINISHED, RunStore
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from switchboard.failures import REPEATED_CALL
+from switchboard.paths import PathPolicy
 from switchboard.rpc import ToolHostClient
 from switchboard.secrets import sign_call
 from switchboard.streams import Emit, emit, publish
-from switchboard.telemetry import STEP_OUTCOMES
+from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,9 @@ UNDO = "undo"
 
 
 class Gateway:
-    def __init__(self, redis: aioredis.Redis, toolhost: ToolHostClient, approval_key: str) -> None:
+    def __init__(self, redis: aioredis.Redis, toolhost: ToolHostClient, approval_key: str, paths: PathPolicy) -> None:
         self.redis = redis
+        self.paths = paths
         self.store = RunStore(redis)
         self.toolhost = toolhost
         self.approval_key = approval_key
@@ -140,11 +143,27 @@ class Gateway:
         """Apply the confirmation policy to a routed call."""
         call = pb.ToolCall.FromString(envelope.body)
         hops = [*call.hops, keys.PROPOSED]
-        tool = (await self.catalogue()).get(call.tool)
+        catalogue = await self.catalogue()
+        tool = catalogue.get(call.tool)
         needs_confirmation = core.decide(tool) is core.Policy.ASK_PERSON
+        changes = frozenset(name for name, info in catalogue.items() if core.decide(info) is core.Policy.ASK_PERSON)
+        run = await self.store.get(call.run_id)
+        refusal = core.refused_paths(call.arguments_json, self.paths) if call.tool else ""
+        repeat = core.repeated_call(run, call, changes) if call.tool else 0
 
         if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
             status, kind = pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification"
+        elif refusal:
+            status, kind = pb.STEP_STATUS_REJECTED, "refused"
+            call.reason = f"Refused: {refusal}"
+            FAILURE_MODES.labels(stage=STAGE, mode="path_refused").inc()
+        elif repeat:
+            status, kind = pb.STEP_STATUS_FAILED, "repeated_call"
+            call.reason = (
+                f"{REPEATED_CALL}: step {repeat} already called {call.tool} with the same arguments and nothing "
+                "has changed since, so it was not run again"
+            )
+            FAILURE_MODES.labels(stage=STAGE, mode="repeated_call").inc()
         elif call.dry_run:
             status, kind = pb.STEP_STATUS_SKIPPED, "routed_dry_run"
         elif needs_confirmation:
@@ -204,6 +223,7 @@ class Gateway:
             pb.STEP_STATUS_SKIPPED: "dry run: the call was routed, not executed",
             pb.STEP_STATUS_REJECTED: step.error or "rejected by the person",
             pb.STEP_STATUS_NEEDS_CLARIFICATION: step.error or "the request does not say enough",
+            pb.STEP_STATUS_FAILED: step.error,
         }
         result = pb.StepResult(
             run_id=run.run_id,

@@ -6,9 +6,12 @@ but changes it, so the Redis-backed store can apply them inside an optimistic tr
 
 from __future__ import annotations
 
+import json
 import time
 from enum import Enum
+from typing import Any
 
+from switchboard.paths import PathPolicy, PathVerdict
 from switchboard.v1 import switchboard_pb2 as pb
 
 MAX_TEXT_CHARS = 4000
@@ -30,6 +33,71 @@ def decide(tool: pb.ToolInfo | None) -> Policy:
     if tool is None or tool.confirmation_required or tool.destructive:
         return Policy.ASK_PERSON
     return Policy.RUN_NOW
+
+
+# Argument names that hold a path to a file or folder.
+PATH_ARGUMENT_NAMES = frozenset(
+    {"path", "paths", "source", "destination", "directory", "folder", "file", "files", "target", "dest", "output"}
+)
+# Step states after which a call has been dealt with (ran, or was settled without running).
+SETTLED_STEP_STATUSES = frozenset(
+    {pb.STEP_STATUS_SUCCEEDED, pb.STEP_STATUS_FAILED, pb.STEP_STATUS_SKIPPED, pb.STEP_STATUS_APPROVED}
+)
+
+
+def path_arguments(arguments: dict[str, Any]) -> list[str]:
+    """The paths among a call's arguments (by the argument's name), in order."""
+    found: list[str] = []
+    for name, value in arguments.items():
+        if not (name in PATH_ARGUMENT_NAMES or name.endswith(("_path", "_paths", "_dir", "_file", "_folder"))):
+            continue
+        values = value if isinstance(value, list) else [value]
+        found.extend(v for v in values if isinstance(v, str) and v.strip())
+    return found
+
+
+def refused_paths(arguments_json: str, paths: PathPolicy) -> str:
+    """Why a call may not be proposed to a person at all ('' if it may): a path it names is outside the
+    allowed folders, a system location or a secret. The tool host would refuse it too; refusing here
+    means no person is ever asked to approve it."""
+    try:
+        arguments = json.loads(arguments_json) if arguments_json else {}
+    except json.JSONDecodeError:
+        return ""
+    if not isinstance(arguments, dict):
+        return ""
+    for raw in path_arguments(arguments):
+        if paths.classify(raw) is not PathVerdict.INSIDE:
+            return paths.explain(raw)
+    return ""
+
+
+def repeated_call(run: pb.Run, call: pb.ToolCall, changes: frozenset[str]) -> int:
+    """The earlier step of `run` that made exactly this call with nothing changed since (0 if none).
+
+    `changes` are the tools that change things: after one of them ran, the same read may rightly be
+    made again (list a folder, delete a file, list it again)."""
+    wanted = _canonical(call.arguments_json)
+    repeat = 0
+    for record in sorted(run.steps, key=lambda r: r.number):
+        if record.number >= call.step:
+            break
+        if record.status == pb.STEP_STATUS_SUCCEEDED and record.tool in changes:
+            repeat = 0
+        if (
+            record.tool == call.tool
+            and record.status in SETTLED_STEP_STATUSES
+            and _canonical(record.arguments_json) == wanted
+        ):
+            repeat = record.number
+    return repeat
+
+
+def _canonical(arguments_json: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments_json or "{}"), sort_keys=True)
+    except json.JSONDecodeError:
+        return arguments_json
 
 
 def now_ms() -> int:
@@ -95,7 +163,7 @@ def apply_proposal(
     record.candidates.extend(call.candidates)
     record.confirmation_required = needs_confirmation
     record.status = status
-    if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
+    if status in (pb.STEP_STATUS_NEEDS_CLARIFICATION, pb.STEP_STATUS_REJECTED, pb.STEP_STATUS_FAILED):
         record.error = call.reason
     _add_hops(record, hops)
     if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:

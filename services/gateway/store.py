@@ -15,12 +15,13 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.gateway import core
-from switchboard import keys
+from switchboard import events, keys
 from switchboard.errors import NotFound
+from switchboard.events import append_event
 from switchboard.v1 import switchboard_pb2 as pb
 
 T = TypeVar("T")
-EVENT_KIND_FINISHED = "finished"
+EVENT_KIND_FINISHED = events.FINISHED
 
 
 class RunStore:
@@ -80,11 +81,7 @@ class RunStore:
         event = pb.RunEvent(
             run_id=run.run_id, kind=kind, step=step, message=message, status=run.status, unix_ms=core.now_ms()
         )
-        key = keys.run_events_key(run.run_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(key, {"event": event.SerializeToString()})
-        pipe.expire(key, keys.RUN_TTL_SECONDS)
-        await pipe.execute()
+        await append_event(self.redis, event)
 
     async def events(self, run_id: str, block_ms: int = 5000) -> AsyncIterator[pb.RunEvent]:
         """Every event of the run from its start, then new ones as they come, until it finishes."""

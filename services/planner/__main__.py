@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 
 from services.planner import core
 from services.planner.server import PlannerServicer
 from services.planner.settings import PlannerSettings
-from services.planner.worker import PlannerWorker
+from services.planner.worker import Catalogue, PlannerWorker, Planning
 from switchboard.llm import LocalModel
 from switchboard.rpc import ToolHostClient
 from switchboard.service import ServiceRuntime
@@ -17,23 +16,26 @@ from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 async def main(settings: PlannerSettings) -> None:
     runtime = ServiceRuntime("planner", settings)
-    model = LocalModel(settings.planner_model, n_threads=settings.planner_threads or None)
-    servers: dict[str, list[str]] = defaultdict(list)
+    catalogue = Catalogue()
+    model_plan = None
+    if settings.planner_model_plan:
+        model = LocalModel(settings.planner_model, n_threads=settings.planner_threads or None)
 
-    def guess_server(text: str) -> str:
-        if not servers:
-            return ""
-        return model.choose(core.server_prompt(text, servers), sorted(servers))
+        def model_plan(text: str, servers: list[str]) -> list[tuple[str, str]]:
+            grammar = core.plan_grammar(text, servers, settings.planner_max_steps)
+            raw = model.complete(core.plan_prompt(text, servers), grammar, max_tokens=24 * settings.planner_max_steps)
+            return core.parse_model_plan(raw, servers)
+
+    planning = Planning(catalogue, settings.path_policy(), model_plan, settings.planner_max_steps)
 
     async def load_catalogue() -> None:
         toolhost = ToolHostClient(settings.toolhost_addr)
-        for tool in await toolhost.wait_for_tools():
-            servers[tool.server].append(tool.name.split(".", 1)[-1])
+        catalogue.load(await toolhost.wait_for_tools())
         await toolhost.close()
 
-    worker = PlannerWorker(runtime.redis, guess_server)
+    worker = PlannerWorker(runtime.redis, planning, settings.planner_session_tokens)
     await runtime.serve(
-        lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(guess_server), server),
+        lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),
         workers=worker.workers(runtime.instance),
         ready=load_catalogue,
     )

@@ -1,119 +1,368 @@
-"""Turning a request into steps, deciding what comes next, and answering from what really happened.
+"""Turning a request into steps and deciding, result by result, what comes next.
 
-Pure logic: the model that guesses a step's server is passed in as a function. The answer is never
-written by the model; it is built from the step records, so it can only claim what the tools did.
+Pure logic: the model is passed in as a function, Redis is the worker's business.
+
+A plan is made twice and cross-checked: the model writes one under a grammar (each line a server and
+an intent made only of the request's own words), and a deterministic splitter cuts the request at its
+connectives. The model's plan is kept only when it has more steps than the splitter found and every
+step reads like an instruction; a model that under-decomposes (the study's failure) loses to the
+splitter. A run then moves one step at a time: the next step is emitted only when the previous result
+is in, with that result summarised as context and any path or text it produced handed on as inputs.
+A step "for each" item expands into one step per item once the list is known. A failed step is retried
+once with the tool host's correction; a second failure, a rejection or a request for clarification ends
+the run, and so does the step limit, so a run can never loop.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
+import math
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
-MAX_TEXT_CHARS = 4000
-MAX_NAMES_LISTED = 50
+from services.planner.context import (
+    CARRIED_TEXT_TOKENS,
+    STEP_CONTEXT_TOKENS,
+    SessionMemory,
+    clip_to_tokens,
+    common_folder,
+    first_sentences,
+    fit_lines,
+    listed_paths,
+    mentioned_paths,
+    result_text,
+)
+from services.planner.split import Segment, split_request
+from services.planner.state import (
+    Done,
+    PlannedStep,
+    RunOutcome,
+    RunState,
+    StepOrder,
+    StepOutcome,
+    StepState,
+)
+from switchboard.extract import extract_paths
+from switchboard.failures import REPEATED_CALL
+from switchboard.llm import chat_prompt, gbnf_literal
+
+MAX_STEPS = 12
 MAX_RESULT_CHARS = 600
+_WORD = re.compile(r"[a-z][a-z0-9]+")
+_SUGGESTION = re.compile(r"[Dd]id you mean ['\"]?([^'\"?]+?)['\"]?\?")
+_ARGUMENT_HINT = re.compile(r"[Cc]all again with (\w+) (true|false|\d+)")
 
 
-class StepState(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    REJECTED = "rejected"
-    NEEDS_CLARIFICATION = "needs_clarification"
+# ---- plans ----
 
 
-class RunOutcome(StrEnum):
-    ANSWERED = "answered"
-    NEEDS_CLARIFICATION = "needs_clarification"
-    REFUSED = "refused"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    number: int
-    intent: str
-    server: str = ""
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """A step's result as the planner sees it."""
-
-    number: int
-    tool: str
-    state: StepState
-    arguments: dict[str, Any] = field(default_factory=dict)
-    content: Any = None
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class Finish:
-    outcome: RunOutcome
-    answer: str
-
-
-def plan_turn(text: str, guess_server: Callable[[str], str] | None = None) -> list[PlannedStep]:
-    """The steps for a request. For now one step per request; decomposition comes with sessions."""
+def plan_request(
+    text: str,
+    verbs: Iterable[str] = (),
+    server_words: dict[str, set[str]] | None = None,
+    model_plan: Callable[[str], list[tuple[str, str]]] | None = None,
+    max_steps: int = MAX_STEPS,
+) -> list[PlannedStep]:
+    """The steps for a request: the splitter's, or the model's when it found more real steps."""
     intent = " ".join(text.split())
     if not intent:
         return []
-    server = guess_server(intent) if guess_server is not None else ""
-    return [PlannedStep(1, intent, server)]
+    verbs = set(verbs)
+    segments = split_request(intent, verbs) or [Segment(intent, False, False)]
+    proposed = model_plan(intent) if model_plan is not None else []
+    servers = server_words or {}
+    if len(proposed) > len(segments) and plausible_model_plan(proposed, verbs):
+        chosen = [Segment(step_intent, *_reference_flags(step_intent)) for _, step_intent in proposed]
+        hinted = [server for server, _ in proposed]
+    else:
+        chosen = segments
+        hinted = [_aligned_server(segment.text, proposed) for segment in segments]
+    steps = []
+    for number, (segment, hint) in enumerate(zip(chosen, hinted, strict=True), start=1):
+        server = hint or guess_server(segment.text, servers)
+        steps.append(PlannedStep(number, segment.text, server, segment.for_each, segment.refers_back))
+    return steps[:max_steps]
 
 
-def next_step(plan: list[PlannedStep], outcomes: dict[int, StepOutcome]) -> PlannedStep | Finish:
-    """The next step to emit, or how the run ends. A step that did not succeed ends the run."""
-    for step in plan:
-        outcome = outcomes.get(step.number)
+def _reference_flags(intent: str) -> tuple[bool, bool]:
+    segment = split_request(intent)
+    return (segment[0].for_each, segment[0].refers_back) if segment else (False, False)
+
+
+def plausible_model_plan(steps: list[tuple[str, str]], verbs: set[str]) -> bool:
+    """Whether a model's plan reads as distinct instructions (each starts with a verb, none repeats)."""
+    intents = [intent.lower() for _, intent in steps]
+    if len(set(intents)) != len(intents):
+        return False
+    return all(len(i.split()) >= 2 and i.split()[0] in verbs for i in intents)
+
+
+def _aligned_server(text: str, proposed: list[tuple[str, str]]) -> str:
+    """The server the model gave the step whose words overlap `text` most (none without overlap)."""
+    words = set(_WORD.findall(text.lower()))
+    best, best_overlap = "", 0
+    for server, intent in proposed:
+        overlap = len(words & set(_WORD.findall(intent.lower())))
+        if overlap > best_overlap:
+            best, best_overlap = server, overlap
+    return best
+
+
+def guess_server(text: str, server_words: dict[str, set[str]]) -> str:
+    """The server whose tools' names and descriptions share the rarest words with `text` ('' if none)."""
+    words = set(_WORD.findall(text.lower()))
+    if not words or not server_words:
+        return ""
+    counts: dict[str, int] = {}
+    for vocabulary in server_words.values():
+        for word in vocabulary:
+            counts[word] = counts.get(word, 0) + 1
+    total = len(server_words)
+    scores = {
+        server: sum(math.log(1 + total / counts[w]) for w in words & vocabulary)
+        for server, vocabulary in server_words.items()
+    }
+    best = max(scores, key=lambda s: scores[s])
+    return best if scores[best] > 0 else ""
+
+
+def vocabulary(tools: Iterable[tuple[str, str, str]]) -> tuple[dict[str, set[str]], set[str]]:
+    """Per server, the words of its tools' names and descriptions; and the verbs tool names start with.
+
+    `tools` holds (server, short name, description) triples.
+    """
+    words: dict[str, set[str]] = {}
+    verbs: set[str] = set()
+    for server, name, description in tools:
+        words.setdefault(server, set()).update(_WORD.findall(f"{name.replace('_', ' ')} {description}".lower()))
+        verbs.add(name.split("_", 1)[0].lower())
+    return words, verbs
+
+
+def plan_prompt(text: str, servers: Iterable[str]) -> str:
+    """The prompt for the model's plan."""
+    system = (
+        "You split a request into the smallest ordered steps, one tool call each. "
+        "Write one line per step: the server, a colon, then the step in the request's own words."
+    )
+    return chat_prompt(system, f"Servers: {', '.join(sorted(servers))}\n\nRequest: {text}")
+
+
+def plan_grammar(text: str, servers: Iterable[str], max_steps: int = MAX_STEPS) -> str:
+    """GBNF for a plan: up to `max_steps` lines `server: intent`, intents made of the request's words."""
+    words = sorted({w.strip(",;:") for w in text.split() if w.strip(",;:")})
+    server_rule = " | ".join(gbnf_literal(s) for s in sorted(servers)) or '"none"'
+    word_rule = " | ".join(gbnf_literal(w) for w in words) or '"step"'
+    return (
+        f'root ::= step ("\\n" step){{0,{max(0, max_steps - 1)}}}\n'
+        f'step ::= server ": " word (" " word){{0,24}}\n'
+        f"server ::= {server_rule}\n"
+        f"word ::= {word_rule}\n"
+    )
+
+
+def parse_model_plan(raw: str, servers: Iterable[str]) -> list[tuple[str, str]]:
+    """`(server, intent)` pairs from the model's plan text; lines that do not parse are dropped."""
+    known = set(servers)
+    steps = []
+    for line in raw.splitlines():
+        server, _, intent = line.partition(": ")
+        if server.strip() in known and intent.strip():
+            steps.append((server.strip(), intent.strip()))
+    return steps
+
+
+# ---- running ----
+
+
+def start_run(text: str, session_id: str, dry_run: bool, plan: list[PlannedStep], history: SessionMemory) -> RunState:
+    return RunState(text=text, session_id=session_id, dry_run=dry_run, plan=plan, history=history)
+
+
+def record(state: RunState, outcome: StepOutcome) -> None:
+    """Keep a step's result; a second copy of the same result changes nothing."""
+    state.outcomes.setdefault(outcome.number, outcome)
+
+
+def advance(state: RunState, max_steps: int = MAX_STEPS) -> StepOrder | Done | None:
+    """The next step to emit, that the run is done, or None while the last step's result is not in."""
+    if not state.plan:
+        return finish(state)
+    if state.orders:
+        last = state.orders[-1]
+        outcome = state.outcomes.get(last.number)
         if outcome is None:
-            return step
-        if outcome.state is not StepState.SUCCEEDED and outcome.state is not StepState.SKIPPED:
-            break
-    return synthesize(plan, outcomes)
-
-
-def synthesize(plan: list[PlannedStep], outcomes: dict[int, StepOutcome]) -> Finish:
-    """The answer, built only from step records."""
-    if not plan:
-        return Finish(RunOutcome.NEEDS_CLARIFICATION, "The request is empty: say what you want done.")
-    lines: list[str] = []
-    outcome = RunOutcome.ANSWERED
-    for step in plan:
-        record = outcomes.get(step.number)
-        if record is None:
-            lines.append(f"Step {step.number} ({step.intent}) did not run.")
+            return None
+        if outcome.state is StepState.FAILED:
+            if last.attempt == 1 and REPEATED_CALL not in outcome.error:
+                return _emit(state, retry_order(state, last, outcome), max_steps)
+            return finish(state)
+        if outcome.state is StepState.REJECTED:
+            return finish(state)
+        if outcome.state is StepState.NEEDS_CLARIFICATION and not state.dry_run:
+            # A dry run is a preview of the whole plan: it goes on, so it shows every step that would
+            # need more from the person. A real run cannot: later steps may depend on this one.
+            return finish(state)
+    while True:
+        if state.pending:
+            return _emit(state, state.pending.pop(0), max_steps)
+        if state.cursor >= len(state.plan):
+            return finish(state)
+        step = state.plan[state.cursor]
+        state.cursor += 1
+        order = StepOrder(0, step.number, step.intent, step.server)
+        if not step.for_each:
+            return _emit(state, order, max_steps)
+        items = latest_items(state)
+        if items is None:  # nothing listed items (a dry run, or no list came back): one step as planned
+            return _emit(state, order, max_steps)
+        if not items:
+            state.notes.append(f"Skipped “{step.intent}”: the step before it found nothing to apply it to.")
             continue
-        lines.append(describe(record))
-        if record.state is StepState.FAILED:
-            outcome = RunOutcome.FAILED
-        elif record.state is StepState.REJECTED and outcome is RunOutcome.ANSWERED:
-            outcome = RunOutcome.REFUSED
-        elif record.state is StepState.NEEDS_CLARIFICATION and outcome is RunOutcome.ANSWERED:
-            outcome = RunOutcome.NEEDS_CLARIFICATION
-    return Finish(outcome, "\n".join(lines))
+        state.pending = [StepOrder(0, step.number, step.intent, step.server, item=item) for item in items]
 
 
-def describe(record: StepOutcome) -> str:
-    """One plain sentence on what a step did."""
-    call = f"{record.tool}({format_arguments(record.arguments)})" if record.tool else "no tool"
-    if record.state is StepState.SUCCEEDED:
-        return f"{call}: {summarise_content(record.content)}"
-    if record.state is StepState.SKIPPED:
-        return f"Dry run: would call {call}; nothing was executed."
-    if record.state is StepState.REJECTED:
-        return f"Not done: {call} was rejected. {record.error}".strip()
-    if record.state is StepState.NEEDS_CLARIFICATION:
-        return f"I need more to go on: {record.error}"
-    return f"{call} failed: {record.error}"
+def _emit(state: RunState, order: StepOrder, max_steps: int) -> StepOrder | Done:
+    if len(state.orders) >= max_steps:
+        left = len(state.pending) + 1 + sum(1 for _ in state.plan[state.cursor :])
+        state.notes.append(
+            f"Stopped after {max_steps} steps, the most one request may take; {left} more were not run. "
+            "Ask again for the rest."
+        )
+        state.pending.clear()
+        state.cursor = len(state.plan)
+        return finish(state)
+    order.number = len(state.orders) + 1
+    order.context = order.context or step_context(state, order)
+    order.inputs = order.inputs or step_inputs(state, order)
+    state.orders.append(order)
+    return order
+
+
+def retry_order(state: RunState, failed: StepOrder, outcome: StepOutcome) -> StepOrder:
+    """The failed step again, corrected with what the tool host said: a suggested path replaces the
+    one that failed, an argument it asked for is added, and its words go into the context."""
+    intent = failed.intent
+    inputs = dict(failed.inputs)
+    suggestion = _SUGGESTION.search(outcome.error)
+    if suggestion:
+        better = suggestion.group(1).strip()
+        wrong = [p for p in mentioned_paths(outcome.arguments) if p != better]
+        replaced = next((p for p in wrong if p in intent), None)
+        if replaced:
+            intent = intent.replace(replaced, better)
+        inputs["paths"] = [better, *[p for p in inputs.get("paths", []) if p != better]]
+    hint = _ARGUMENT_HINT.search(outcome.error)
+    if hint:
+        value: Any = {"true": True, "false": False}.get(hint.group(2), hint.group(2))
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        inputs["arguments"] = {**outcome.arguments, hint.group(1): value}
+    correction = f"Correction: {outcome.tool or 'the call'} failed: {outcome.error}"
+    return StepOrder(
+        0,
+        failed.plan_number,
+        intent,
+        failed.server,
+        item=failed.item,
+        attempt=failed.attempt + 1,
+        context=fit_lines([correction, failed.context], STEP_CONTEXT_TOKENS),
+        inputs=inputs,
+    )
+
+
+def latest_items(state: RunState) -> list[str] | None:
+    """The paths the latest step that listed things found, or None if no step listed anything."""
+    for order in reversed(state.orders):
+        outcome = state.outcomes.get(order.number)
+        if outcome is None or outcome.state is not StepState.SUCCEEDED:
+            continue
+        if _lists_things(outcome.content):
+            return listed_paths(outcome.content)
+    return None
+
+
+def _lists_things(content: Any) -> bool:
+    if isinstance(content, list):
+        return all(isinstance(item, dict) for item in content)
+    if isinstance(content, dict):
+        return any(isinstance(v, list) and all(isinstance(i, dict) for i in v) for v in content.values())
+    return False
+
+
+def step_context(state: RunState, order: StepOrder) -> str:
+    """Earlier results this step may depend on, latest first, then the session's history, in budget."""
+    lines = []
+    if order.item:
+        lines.append(f"This step is about {order.item}.")
+    for earlier in reversed(state.orders):
+        outcome = state.outcomes.get(earlier.number)
+        if outcome is not None:
+            lines.append(f"Step {earlier.number} ({earlier.intent}): {summarise_step(outcome)}")
+    lines.extend(state.history.context_lines())
+    return fit_lines(lines, STEP_CONTEXT_TOKENS)
+
+
+def step_inputs(state: RunState, order: StepOrder) -> dict[str, Any]:
+    """Values from earlier results the router may use for arguments the step's words do not give."""
+    paths: list[str] = [order.item] if order.item else []
+    for earlier in reversed(state.orders):
+        outcome = state.outcomes.get(earlier.number)
+        if outcome is None or outcome.state not in (StepState.SUCCEEDED, StepState.SKIPPED):
+            continue
+        found = listed_paths(outcome.content) or mentioned_paths(outcome.content) or mentioned_paths(outcome.arguments)
+        paths.extend(p for p in found if p not in paths)
+    paths.extend(p for p in state.history.subjects() if p not in paths)
+    inputs: dict[str, Any] = {}
+    if paths:
+        inputs["paths"] = paths[:20]
+    text = carried_text(state)
+    if text:
+        inputs["text"] = text
+    folder = common_folder(extract_paths(state.text)) or common_folder(paths[:1])
+    if folder:
+        inputs["base_dir"] = folder
+    return inputs
+
+
+def carried_text(state: RunState) -> str:
+    """A digest of the text earlier steps produced, for a step that saves or sends it: for each
+    result with text, where it came from and its first sentences."""
+    parts = []
+    for order in state.orders:
+        outcome = state.outcomes.get(order.number)
+        if outcome is None or outcome.state is not StepState.SUCCEEDED:
+            continue
+        text = result_text(outcome.content)
+        if not text.strip():
+            continue
+        source = (mentioned_paths(outcome.content) or mentioned_paths(outcome.arguments) or [outcome.tool])[0]
+        parts.append(f"## {source.rsplit('/', 1)[-1]}\n\n{first_sentences(text, 400)}")
+    if not parts and state.history.latest_text():
+        parts.append(state.history.latest_text())
+    if not parts:
+        return ""
+    return clip_to_tokens("# Summary\n\n" + "\n\n".join(parts) + "\n", CARRIED_TEXT_TOKENS)
+
+
+def summarise_step(outcome: StepOutcome) -> str:
+    """One line on what a step did, for the next step's context. Tool names are left out: a small
+    model choosing the next tool copies a name it sees in its prompt."""
+    given = format_arguments(outcome.arguments)
+    if outcome.state is StepState.SUCCEEDED:
+        return f"given {given or 'nothing'} → {summarise_content(outcome.content)}"
+    if outcome.state is StepState.SKIPPED:
+        return f"given {given or 'nothing'} (dry run, not executed)"
+    return f"{outcome.state.value}: {outcome.error}"
 
 
 def format_arguments(arguments: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={json.dumps(value)}" for key, value in arguments.items())
+    shown = []
+    for key, value in arguments.items():
+        text = json.dumps(value, ensure_ascii=False)
+        shown.append(f"{key}={text if len(text) <= 80 else text[:77] + '…'}")
+    return ", ".join(shown)
 
 
 def summarise_content(content: Any) -> str:
@@ -122,8 +371,8 @@ def summarise_content(content: Any) -> str:
     if names is not None:
         if not names:
             return "found nothing."
-        shown = ", ".join(names[:MAX_NAMES_LISTED])
-        more = f" and {len(names) - MAX_NAMES_LISTED} more" if len(names) > MAX_NAMES_LISTED else ""
+        shown = ", ".join(names[:50])
+        more = f" and {len(names) - 50} more" if len(names) > 50 else ""
         return f"{len(names)} found: {shown}{more}."
     text = json.dumps(content, ensure_ascii=False, default=str)
     return text if len(text) <= MAX_RESULT_CHARS else text[: MAX_RESULT_CHARS - 1] + "…"
@@ -141,10 +390,16 @@ def _listed_names(content: Any) -> list[str] | None:
     return None
 
 
-def server_prompt(text: str, servers: dict[str, list[str]]) -> str:
-    """The prompt for guessing which server a step belongs to: each server with its tools' names."""
-    from switchboard.llm import chat_prompt
-
-    lines = "\n".join(f"- {server}: {', '.join(sorted(names))}" for server, names in sorted(servers.items()))
-    system = "You name the tool server that can carry out the user's request. Reply with the server name only."
-    return chat_prompt(system, f"Servers and their tools:\n{lines}\n\nRequest: {text}")
+def finish(state: RunState) -> Done:
+    """How the run ends, judged from its records: the last step decides a failure; a step that
+    needs more, or one a person rejected, decides the rest."""
+    if not state.plan:
+        return Done(RunOutcome.NEEDS_CLARIFICATION)
+    states = [state.outcomes[o.number].state for o in state.orders if o.number in state.outcomes]
+    if states and states[-1] is StepState.FAILED:
+        return Done(RunOutcome.FAILED)
+    if StepState.NEEDS_CLARIFICATION in states:
+        return Done(RunOutcome.NEEDS_CLARIFICATION)
+    if StepState.REJECTED in states:
+        return Done(RunOutcome.REFUSED)
+    return Done(RunOutcome.ANSWERED)

@@ -1,49 +1,66 @@
-"""The planner's stream work: plan each turn, emit one step at a time, finish the run.
+"""The planner's stream work: judge and plan each turn, emit one step at a time, answer.
 
-The planner's state for a run (its plan and the outcomes so far) lives in Redis, keyed by run, with
-outcomes keyed by step number, so handling a redelivered result again changes nothing.
+A run's state (`RunState`: plan, emitted steps, results) lives in Redis, keyed by run; a session's
+memory (`SessionMemory`) too, keyed by session. Handling a redelivered message again changes nothing:
+a result already recorded only re-emits the decision that followed it, under the same idempotency key,
+so the next stage drops the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.planner import core
+from services.planner import answer, core, policy
+from services.planner.context import (
+    SessionMemory,
+    TurnMemory,
+    first_sentences,
+    listed_paths,
+    mentioned_paths,
+    result_text,
+)
+from services.planner.state import Done, Finish, PlannedStep, RunOutcome, RunState, StepOrder, StepOutcome, StepState
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
+from switchboard.events import ANSWER, append_event
 from switchboard.failures import fail_run
+from switchboard.paths import PathPolicy
 from switchboard.streams import Emit, StreamWorker, emit
-from switchboard.telemetry import STEP_OUTCOMES
+from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 STAGE = "planner"
 
 STATE_OF_STATUS = {
-    pb.STEP_STATUS_SUCCEEDED: core.StepState.SUCCEEDED,
-    pb.STEP_STATUS_FAILED: core.StepState.FAILED,
-    pb.STEP_STATUS_SKIPPED: core.StepState.SKIPPED,
-    pb.STEP_STATUS_REJECTED: core.StepState.REJECTED,
-    pb.STEP_STATUS_NEEDS_CLARIFICATION: core.StepState.NEEDS_CLARIFICATION,
+    pb.STEP_STATUS_SUCCEEDED: StepState.SUCCEEDED,
+    pb.STEP_STATUS_FAILED: StepState.FAILED,
+    pb.STEP_STATUS_SKIPPED: StepState.SKIPPED,
+    pb.STEP_STATUS_REJECTED: StepState.REJECTED,
+    pb.STEP_STATUS_NEEDS_CLARIFICATION: StepState.NEEDS_CLARIFICATION,
 }
 RUN_STATUS_OF = {
-    core.RunOutcome.ANSWERED: pb.RUN_STATUS_ANSWERED,
-    core.RunOutcome.NEEDS_CLARIFICATION: pb.RUN_STATUS_NEEDS_CLARIFICATION,
-    core.RunOutcome.REFUSED: pb.RUN_STATUS_REFUSED,
-    core.RunOutcome.FAILED: pb.RUN_STATUS_FAILED,
+    RunOutcome.ANSWERED: pb.RUN_STATUS_ANSWERED,
+    RunOutcome.NEEDS_CLARIFICATION: pb.RUN_STATUS_NEEDS_CLARIFICATION,
+    RunOutcome.REFUSED: pb.RUN_STATUS_REFUSED,
+    RunOutcome.FAILED: pb.RUN_STATUS_FAILED,
 }
+OUTCOME_OF_VERDICT = {policy.Verdict.REFUSE: RunOutcome.REFUSED, policy.Verdict.CLARIFY: RunOutcome.NEEDS_CLARIFICATION}
 
 
-def outcome_from_result(result: pb.StepResult) -> core.StepOutcome:
-    return core.StepOutcome(
+def outcome_from_result(result: pb.StepResult) -> StepOutcome:
+    return StepOutcome(
         number=result.step,
         tool=result.tool,
-        state=STATE_OF_STATUS.get(result.status, core.StepState.FAILED),
+        state=STATE_OF_STATUS.get(result.status, StepState.FAILED),
         arguments=_loads(result.arguments_json, {}),
         content=_loads(result.content_json, None),
         error=result.error,
@@ -57,64 +74,156 @@ def _loads(raw: str, default: Any) -> Any:
         return raw
 
 
+@dataclass
+class Catalogue:
+    """What the planner knows of the tools: each server's vocabulary, the verbs tool names start
+    with (for the splitter), and which tools change things (for checking the answer's claims)."""
+
+    server_words: dict[str, set[str]] = field(default_factory=dict)
+    verbs: set[str] = field(default_factory=set)
+    mutating: set[str] = field(default_factory=set)
+
+    def load(self, tools: Iterable[pb.ToolInfo]) -> None:
+        tools = list(tools)
+        self.server_words, self.verbs = core.vocabulary(
+            (t.server, t.name.split(".", 1)[-1], t.description) for t in tools
+        )
+        self.mutating = {t.name for t in tools if t.confirmation_required or t.destructive}
+
+
+class Planning:
+    """Judging and planning a request; shared by the stream work and the gRPC API."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        paths: PathPolicy,
+        model_plan: Callable[[str, list[str]], list[tuple[str, str]]] | None = None,
+        max_steps: int = core.MAX_STEPS,
+    ) -> None:
+        self.catalogue = catalogue
+        self.paths = paths
+        self.model_plan = model_plan
+        self.max_steps = max_steps
+
+    def assess(self, text: str, has_context: bool) -> policy.Assessment:
+        return policy.assess(text, self.paths, has_context)
+
+    def plan(self, text: str) -> list[PlannedStep]:
+        """The plan for `text` (blocking: the model may be asked)."""
+        servers = sorted(self.catalogue.server_words)
+        model_plan = (lambda t: self.model_plan(t, servers)) if self.model_plan is not None and servers else None
+        return core.plan_request(text, self.catalogue.verbs, self.catalogue.server_words, model_plan, self.max_steps)
+
+
 class PlannerWorker:
-    def __init__(self, redis: aioredis.Redis, guess_server: Callable[[str], str] | None) -> None:
+    def __init__(self, redis: aioredis.Redis, planning: Planning, session_tokens: int) -> None:
         self.redis = redis
-        self.guess_server = guess_server
+        self.planning = planning
+        self.session_tokens = session_tokens
 
     async def on_turn(self, envelope: Envelope) -> Sequence[Emit]:
         turn = pb.Turn.FromString(envelope.body)
-        plan = await asyncio.to_thread(core.plan_turn, turn.text, self.guess_server)
-        state = {
-            "text": turn.text,
-            "session_id": turn.session_id,
-            "dry_run": turn.dry_run,
-            "plan": [asdict(step) for step in plan],
-            "outcomes": {},
-        }
-        await self._save(turn.run_id, state)
-        return [self._next(turn.run_id, state)]
+        state = await self._load(turn.run_id)
+        if state is not None:  # a redelivered turn: repeat what was decided
+            return self._repeat(turn.run_id, state)
+        history = await self._session(turn.session_id)
+        assessment = self.planning.assess(turn.text, has_context=not history.empty)
+        if assessment.verdict is not policy.Verdict.PROCEED:
+            outcome = OUTCOME_OF_VERDICT[assessment.verdict]
+            FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{outcome.value}").inc()
+            state = core.start_run(turn.text, turn.session_id, turn.dry_run, [], history)
+            await self._save(turn.run_id, state)
+            return await self._finish(turn.run_id, state, Finish(outcome, assessment.reason))
+        plan = await asyncio.to_thread(self.planning.plan, turn.text)
+        state = core.start_run(turn.text, turn.session_id, turn.dry_run, plan, history)
+        return await self._advance(turn.run_id, state)
 
     async def on_result(self, envelope: Envelope) -> Sequence[Emit]:
         result = pb.StepResult.FromString(envelope.body)
         state = await self._load(result.run_id)
         if state is None:  # not a run this planner started (or long expired)
             return []
+        if result.step in state.outcomes:
+            return self._repeat(result.run_id, state)
         outcome = outcome_from_result(result)
-        state["outcomes"][str(result.step)] = {**asdict(outcome), "state": outcome.state.value}
-        await self._save(result.run_id, state)
+        core.record(state, outcome)
         STEP_OUTCOMES.labels(stage=STAGE, outcome=outcome.state.value).inc()
-        return [self._next(result.run_id, state)]
+        return await self._advance(result.run_id, state)
 
-    def _next(self, run_id: str, state: dict[str, Any]) -> Emit:
-        plan = [core.PlannedStep(**step) for step in state["plan"]]
-        outcomes = {
-            int(number): core.StepOutcome(**{**raw, "state": core.StepState(raw["state"])})
-            for number, raw in state["outcomes"].items()
-        }
-        action = core.next_step(plan, outcomes)
-        if isinstance(action, core.PlannedStep):
-            step = pb.Step(
-                run_id=run_id,
-                number=action.number,
-                intent=action.intent,
-                server=action.server,
-                session_id=state["session_id"],
-                dry_run=state["dry_run"],
-                context="\n".join(core.describe(o) for o in outcomes.values()),
-            )
-            return emit(
-                keys.STEPS, run_id, action.number, step_key(run_id, action.number, STAGE), step.SerializeToString()
-            )
-        finished = pb.RunFinished(run_id=run_id, status=RUN_STATUS_OF[action.outcome], answer=action.answer)
-        return emit(keys.FINISHED, run_id, 0, f"{run_id}:finished", finished.SerializeToString())
+    async def _advance(self, run_id: str, state: RunState) -> Sequence[Emit]:
+        action = core.advance(state, self.planning.max_steps)
+        if isinstance(action, Done):
+            return await self._finish(run_id, state, answer.compose(state, action, self.planning.catalogue.mutating))
+        await self._stream(run_id, state, answer.settled_lines(state, self.planning.catalogue.mutating))
+        await self._save(run_id, state)
+        if action is None:
+            return []
+        if action.attempt > 1:
+            FAILURE_MODES.labels(stage=STAGE, mode="retry").inc()
+        return [self._step(run_id, state, action)]
 
-    async def _save(self, run_id: str, state: dict[str, Any]) -> None:
-        await self.redis.set(keys.planner_state_key(run_id), json.dumps(state), ex=keys.RUN_TTL_SECONDS)
+    async def _finish(self, run_id: str, state: RunState, finish: Finish) -> Sequence[Emit]:
+        await self._stream(run_id, state, finish.answer.split("\n"))
+        state.finished = {"outcome": finish.outcome.value, "answer": finish.answer}
+        await self._save(run_id, state)
+        await self._remember(state, finish)
+        return [self._finished(run_id, finish)]
 
-    async def _load(self, run_id: str) -> dict[str, Any] | None:
+    def _repeat(self, run_id: str, state: RunState) -> Sequence[Emit]:
+        if state.finished:
+            finish = Finish(RunOutcome(state.finished["outcome"]), state.finished["answer"])
+            return [self._finished(run_id, finish)]
+        if state.orders and state.orders[-1].number not in state.outcomes:
+            return [self._step(run_id, state, state.orders[-1])]
+        return []
+
+    def _step(self, run_id: str, state: RunState, order: StepOrder) -> Emit:
+        step = pb.Step(
+            run_id=run_id,
+            number=order.number,
+            intent=order.intent,
+            server=order.server,
+            session_id=state.session_id,
+            dry_run=state.dry_run,
+            context=order.context,
+            inputs_json=json.dumps(order.inputs) if order.inputs else "",
+        )
+        return emit(keys.STEPS, run_id, order.number, step_key(run_id, order.number, STAGE), step.SerializeToString())
+
+    def _finished(self, run_id: str, finish: Finish) -> Emit:
+        message = pb.RunFinished(run_id=run_id, status=RUN_STATUS_OF[finish.outcome], answer=finish.answer)
+        return emit(keys.FINISHED, run_id, 0, f"{run_id}:finished", message.SerializeToString())
+
+    async def _stream(self, run_id: str, state: RunState, lines: list[str]) -> None:
+        """Send the answer's lines the person has not seen yet."""
+        for line in lines[state.streamed :]:
+            await append_event(self.redis, pb.RunEvent(run_id=run_id, kind=ANSWER, message=line + "\n"))
+        state.streamed = max(state.streamed, len(lines))
+
+    async def _remember(self, state: RunState, finish: Finish) -> None:
+        """Add the finished turn to its session's memory, folding old turns into the summary."""
+        if not state.session_id:
+            return
+        history = await self._session(state.session_id)
+        history.remember(turn_memory(state, finish), self.session_tokens)
+        await self.redis.set(keys.session_key(state.session_id), history.to_json(), ex=keys.RUN_TTL_SECONDS)
+
+    async def _session(self, session_id: str) -> SessionMemory:
+        if not session_id:
+            return SessionMemory()
+        try:
+            return SessionMemory.from_json(await self.redis.get(keys.session_key(session_id)))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("session %s has an unreadable memory; starting it afresh: %s", session_id, exc)
+            return SessionMemory()
+
+    async def _save(self, run_id: str, state: RunState) -> None:
+        await self.redis.set(keys.planner_state_key(run_id), json.dumps(state.to_dict()), ex=keys.RUN_TTL_SECONDS)
+
+    async def _load(self, run_id: str) -> RunState | None:
         raw = await self.redis.get(keys.planner_state_key(run_id))
-        return json.loads(raw) if raw else None
+        return RunState.from_dict(json.loads(raw)) if raw else None
 
     def workers(self, consumer: str) -> list[StreamWorker]:
         return [
@@ -135,3 +244,23 @@ class PlannerWorker:
                 on_failure=fail_run("planner"),
             ),
         ]
+
+
+def turn_memory(state: RunState, finish: Finish) -> TurnMemory:
+    """What the session keeps of a finished turn: its calls, what it was about, what came out."""
+    calls: list[str] = []
+    subjects: list[str] = []
+    gist = ""
+    for order in reversed(state.orders):
+        outcome = state.outcomes.get(order.number)
+        if outcome is None or not outcome.tool:
+            continue
+        calls.insert(0, f"{outcome.tool}({core.format_arguments(outcome.arguments)})")
+        found = listed_paths(outcome.content) or mentioned_paths(outcome.content) or mentioned_paths(outcome.arguments)
+        subjects.extend(p for p in found if p not in subjects)
+        if not gist and outcome.state is StepState.SUCCEEDED:
+            text = result_text(outcome.content)
+            gist = first_sentences(text, 300) if text else core.summarise_content(outcome.content)[:300]
+    if not state.orders:
+        gist = first_sentences(finish.answer, 200)
+    return TurnMemory(state.text, finish.outcome.value, calls[-6:], subjects[:10], gist)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from switchboard.v1 import switchboard_pb2 as pb
 
 STAGE = "router"
 
+log = logging.getLogger(__name__)
+
 
 def candidate_tools(candidates: Sequence[pb.Candidate]) -> list[core.CandidateTool]:
     tools = []
@@ -26,6 +29,25 @@ def candidate_tools(candidates: Sequence[pb.Candidate]) -> list[core.CandidateTo
             schema = {}
         tools.append(core.CandidateTool(c.tool, c.description, c.score, schema))
     return tools
+
+
+def decode_inputs(raw: str) -> dict[str, Any]:
+    """The values a step carries over from earlier results (`inputs_json`), as a JSON object.
+
+    Empty means none. A malformed value is logged and ignored rather than failing the step: the inputs
+    only fill what the words leave open, and routing on the words alone is still a sound decision.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        log.warning("ignoring inputs_json that is not JSON: %s", exc)
+        return {}
+    if not isinstance(decoded, dict):
+        log.warning("ignoring inputs_json that is a %s, not an object", type(decoded).__name__)
+        return {}
+    return decoded
 
 
 def schema_grammar(schema: dict[str, Any]) -> str:
@@ -40,9 +62,19 @@ class ToolRouter:
         self.model = model
         self.fusion = fusion
 
-    async def route(self, text: str, candidates: Sequence[pb.Candidate], context: str = "") -> pb.ToolCall:
+    async def route(
+        self, text: str, candidates: Sequence[pb.Candidate], context: str = "", inputs_json: str = ""
+    ) -> pb.ToolCall:
+        """The tool call for one step; `inputs_json` holds values carried over from earlier results."""
         decision = await asyncio.to_thread(
-            core.route, text, candidate_tools(candidates), self.model, schema_grammar, context, self.fusion
+            core.route,
+            text,
+            candidate_tools(candidates),
+            self.model,
+            schema_grammar,
+            context,
+            self.fusion,
+            decode_inputs(inputs_json),
         )
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(
@@ -59,7 +91,7 @@ class ToolRouter:
 
     async def on_ranked(self, envelope: Envelope) -> Sequence[Emit]:
         step = pb.Step.FromString(envelope.body)
-        call = await self.route(step.intent, step.candidates, step.context)
+        call = await self.route(step.intent, step.candidates, step.context, step.inputs_json)
         call.run_id = step.run_id
         call.step = step.number
         call.dry_run = step.dry_run

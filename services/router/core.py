@@ -5,9 +5,11 @@ Order of work, each stage narrowing what the model is trusted with:
    least `CONFIDENT_MARGIN`, it is chosen without asking the model (fast, and never worse than retrieval).
 2. Otherwise the model picks among the near-tied candidates only, under a grammar over their names, so
    it cannot invent a tool and cannot pick one retrieval ranked far below.
-3. Arguments the words give (paths, e-mail addresses, dates, quoted text, file types) are taken from
-   the words; the model fills only the remaining required ones, under a grammar built from the tool's
-   JSON schema, and a value that looks copied from an example is rejected.
+3. Arguments are filled in order of trust: the request's own words (paths and file names, e-mail
+   addresses, dates, quoted text, ids, stated numbers, file types), then the values the planner carried
+   over from earlier results (`StepInputs`), then paths named in the context; the model fills only the
+   required ones still open, under a grammar built from the tool's JSON schema, and a value that looks
+   copied from an example is rejected. The model never supplies a path.
 4. A required argument that is still missing turns the decision into "needs clarification" — the
    router never answers in prose.
 """
@@ -16,16 +18,40 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from switchboard.extract import (
+    Identifier,
+    PathMention,
+    expand_name_range,
+    extract_app_name,
+    extract_cc_emails,
+    extract_choices,
+    extract_count,
     extract_dates,
+    extract_duration,
     extract_emails,
     extract_file_pattern,
+    extract_file_patterns,
+    extract_identifiers,
+    extract_name_pattern,
+    extract_named,
+    extract_number_after,
+    extract_page_numbers,
+    extract_path_mentions,
     extract_paths,
     extract_quoted,
+    extract_target_format,
+    extract_time_span,
+    extract_tool_names,
     looks_like_placeholder,
+    mentions_folder_creation,
+    mentions_recursion,
+    mentions_word,
 )
 from switchboard.llm import chat_prompt
 
@@ -37,11 +63,78 @@ CONFIDENT_MARGIN = 0.04
 TIE_SET = 3
 # Without fusion (an ablation), the model picks among this many of the best candidates.
 SHORTLIST = 5
-PATH_PARAMS = ("path", "source", "destination", "directory", "folder", "file", "file_path", "output_path", "input_path")
+# Parameter names that always hold a path; `folder`, `directory`, `file` and `target` unless their
+# description speaks of mail (an e-mail `folder` is a mailbox name, not a directory).
+PATH_PARAMS = ("path", "source", "destination", "dest", "src", "file_path", "input_path", "output_path", "db_path")
+MAYBE_PATH_PARAMS = ("folder", "directory", "dir", "file", "target")
+# Where something is written or put; a path the words give after "to", "into", "as" ... goes here.
+DESTINATION_PARAMS = (
+    "destination",
+    "dest",
+    "target",
+    "target_path",
+    "output_path",
+    "output",
+    "output_file",
+    "out_path",
+    "save_path",
+    "new_path",
+    "to_path",
+)
+PATH_LIST_PARAMS = ("paths", "files", "file_paths")
 EMAIL_PARAMS = ("to", "recipients", "recipient", "email", "attendees", "cc", "bcc")
 DATE_PARAMS = ("date", "start", "end", "start_date", "end_date", "due_date", "start_time", "end_time", "when")
 TEXT_PARAMS = ("title", "subject", "content", "text", "body", "name", "description", "query", "question")
+# Parameters that take the body of what is written or read: quoted words first, then carried-over text.
+CONTENT_PARAMS = ("content", "body", "text", "transcript", "message")
 QUERY_PARAMS = ("query", "question")
+# "How many" parameters, filled from "top 5", "at most 20", "show 3" ...
+COUNT_PARAMS = ("limit", "count", "n", "num", "number", "k", "top_k", "top_n", "max_results", "max_items", "max_count")
+# Integer parameters a number is written right after ("priority 2", "volume 40", "level 3").
+LEVEL_PARAMS = ("priority", "volume", "level")
+# String parameters that name a thing of this kind ("sheet March", "a table called customers").
+NAMED_PARAMS = ("sheet", "table", "calendar", "folder", "mailbox")
+APP_PARAMS = ("app", "app_name", "application", "program")
+# A task's `source` enum (meeting, email, ...) names where it came from; those words turn up in what a
+# task is about ("remind me to email Bob"), so they are no evidence for it.
+ENUM_SKIPPED = ("source",)
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """Values the planner carried over from earlier results for this step (`Step.inputs_json`).
+
+    `paths`: paths from earlier results, most relevant first (what a search found, the item a per-item
+    step is about); they fill source-like path parameters the words leave open. `text`: content made
+    from earlier results, for a `content`/`body`/`text` parameter the words leave open. `base_dir`: the
+    folder the request is about; bare file names in the words (`notes.md`) are taken to be in it.
+    """
+
+    paths: tuple[str, ...] = ()
+    text: str = ""
+    base_dir: str = ""
+    # A retry's corrections: argument values the tool host asked for ("call again with create_dirs
+    # true"); they fill parameters the words leave open.
+    arguments: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> StepInputs:
+        """The inputs in `raw`; keys that are missing or of the wrong type are ignored."""
+        if not raw:
+            return cls()
+        paths = raw.get("paths")
+        if isinstance(paths, str):
+            paths = [paths]
+        clean = tuple(p.strip() for p in paths if isinstance(p, str) and p.strip()) if isinstance(paths, list) else ()
+        text = raw.get("text")
+        base_dir = raw.get("base_dir")
+        arguments = raw.get("arguments")
+        return cls(
+            paths=tuple(dict.fromkeys(clean)),
+            text=text if isinstance(text, str) else "",
+            base_dir=base_dir.strip() if isinstance(base_dir, str) else "",
+            arguments=tuple(arguments.items()) if isinstance(arguments, dict) else (),
+        )
 
 
 class ChoiceModel(Protocol):
@@ -80,17 +173,19 @@ def route(
     schema_grammar: Any = None,
     context: str = "",
     fusion: bool = True,
+    inputs: dict[str, Any] | None = None,
 ) -> RouteDecision:
     """Decide the tool call for `text` among `candidates` (ranked best first).
 
     With `model` None the router is retrieval alone; with `fusion` off the model picks among the best
     `SHORTLIST` candidates whatever retrieval's margin (both for ablations). `schema_grammar(schema)`
-    turns a JSON schema into GBNF; without it the model fills no arguments.
+    turns a JSON schema into GBNF; without it the model fills no arguments. `inputs` are the values
+    carried over from earlier results (see `StepInputs`); they only fill what the words leave open.
     """
     if not candidates:
         return RouteDecision("", {}, True, "no tool matches this request; say what you want done", 0.0)
     chosen, how = choose_tool(text, candidates, model, context, fusion)
-    arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context)
+    arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs)
     confidence = round(float(chosen.score), 4)
     if missing:
         what = ", ".join(missing)
@@ -129,43 +224,473 @@ def selection_prompt(text: str, shortlist: list[CandidateTool], context: str = "
 
 
 def fill_arguments(
-    text: str, tool: CandidateTool, model: ChoiceModel | None, schema_grammar: Any, context: str = ""
+    text: str,
+    tool: CandidateTool,
+    model: ChoiceModel | None,
+    schema_grammar: Any,
+    context: str = "",
+    inputs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Arguments for `tool`, and the required parameters still without a trustworthy value."""
+    """Arguments for `tool`, and the required parameters still without a trustworthy value.
+
+    Values are taken in order of trust: the request's words, then `inputs` (carried over from earlier
+    results), then paths named in `context`, and the model last, for required parameters only and
+    never for a path. A value taken from the words or the inputs goes to one parameter only.
+    """
     properties: dict[str, Any] = tool.input_schema.get("properties", {})
     required: list[str] = list(tool.input_schema.get("required", []))
-    arguments: dict[str, Any] = {}
-    # Paths from the request first; a step that refers back ("encrypt it") finds them in the context.
-    paths = extract_paths(text) or extract_paths(context)
-    emails, dates, quoted = extract_emails(text), extract_dates(text), extract_quoted(text)
-    pattern = extract_file_pattern(text)
+    carried = StepInputs.from_mapping(inputs)
 
-    path_names = [name for name in properties if is_path_param(name, properties[name])]
-    for name, value in zip(path_names, paths, strict=False):
-        arguments[name] = value
-    for name, schema in properties.items():
-        if name in arguments:
-            continue
-        if name in EMAIL_PARAMS and emails:
-            arguments[name] = emails if schema.get("type") == "array" else emails[0]
-        elif name in DATE_PARAMS and dates:
-            arguments[name] = dates.pop(0)
-        elif name == "pattern" and pattern:
-            arguments[name] = pattern
-        elif name in TEXT_PARAMS and quoted:
-            arguments[name] = quoted.pop(0)
-        elif name in QUERY_PARAMS and name in required:
-            arguments[name] = text
+    arguments: dict[str, Any] = fill_paths(text, properties, context, carried)
+    fill_addresses(text, properties, arguments)
+    fill_identifiers(text, properties, required, context, arguments)
+    fill_dates(text, properties, arguments)
+    fill_patterns(text, properties, arguments)
+    fill_numbers(text, properties, arguments)
+    fill_flags(text, properties, arguments)
+    fill_choices(text, properties, arguments)
+    fill_names(text, properties, arguments)
+    fill_text(text, properties, required, context, carried, arguments)
+    for name, value in carried.arguments:
+        if name in properties and name not in arguments:
+            arguments[name] = value
 
-    unfilled = [name for name in required if name not in arguments and name not in path_names]
+    # Paths are never the model's to give: a small model copies example paths or invents them.
+    path_like = {name for name, schema in properties.items() if is_path_param(name, schema)}
+    path_like |= {name for name, schema in properties.items() if is_path_list_param(name, schema)}
+    unfilled = [name for name in required if name not in arguments and name not in path_like]
     if unfilled and model is not None and schema_grammar is not None:
         generated = generate_arguments(text, tool, unfilled, properties, model, schema_grammar)
         for name in unfilled:
-            if name in generated and not looks_like_placeholder(generated[name]):
-                arguments[name] = generated[name]
+            if name not in generated or looks_like_placeholder(generated[name]):
+                continue
+            if name not in DATE_PARAMS and repeats_a_value(generated[name], arguments):
+                continue  # e.g. a subject copied into the body: two parameters never share a value
+            arguments[name] = generated[name]
 
     missing = [name for name in required if name not in arguments]
     return arguments, missing
+
+
+def fill_paths(
+    text: str, properties: dict[str, Any], context: str = "", inputs: StepInputs | None = None
+) -> dict[str, Any]:
+    """Values for the path parameters (single paths and lists of paths), from the words, `inputs` and `context`.
+
+    Paths written in the request come first, in order: one written after "to", "into", "over", "as" or
+    "onto" goes to a destination-like parameter if the tool has one, the others fill the source-like
+    parameters first and then any destination still open. Then `inputs.paths`, then paths in `context`,
+    fill the source-like parameters still open. Nothing from the inputs or the context ever fills a
+    destination: writing over the file a step is about must be asked for in words.
+
+    A bare file name (`notes.md`) is taken to be in `inputs.base_dir`; without one, in a folder the
+    words name for it that no parameter takes ("a.pdf and b.pdf in ~/Books"), or, for a destination,
+    next to the source ("rename ~/Documents/a.docx to b.docx"); else it is kept as written.
+    No path goes to two parameters.
+    """
+    inputs = inputs or StepInputs()
+    scalar = [name for name, schema in properties.items() if is_path_param(name, schema)]
+    lists = [name for name, schema in properties.items() if is_path_list_param(name, schema)]
+    if not scalar and not lists:
+        return {}
+    # A tool that writes the content it is given (write_file) writes it to its path.
+    destinations = [name for name in scalar if is_destination_param(name)] or (
+        scalar if "content" in properties else []
+    )
+    sources = [name for name in scalar if name not in destinations]
+
+    mentions = extract_path_mentions(text)
+    # Without a destination parameter "to" only joins things ("compare it to ~/b.pdf"): no mark then.
+    marked = [m for m in mentions if m.to_destination and destinations]
+    unmarked = [m for m in mentions if m not in marked]
+
+    def resolved(mention: PathMention) -> str:
+        return place_in(inputs.base_dir, mention.value) if mention.bare else mention.value
+
+    # A path the words name is placed by the words, never a second time as a carried-over value.
+    written = {path_key(resolved(m)) for m in mentions}
+    chosen: dict[str, Any] = {}
+    bare: set[str] = set()  # parameters holding a bare name still to be put in a folder (no base_dir)
+    used: set[str] = set()
+
+    def give(name: str, pool: Iterable[PathMention | str]) -> None:
+        if name in chosen:
+            return
+        for item in pool:
+            value = resolved(item) if isinstance(item, PathMention) else item
+            if path_key(value) in used:
+                continue
+            chosen[name] = value
+            used.add(path_key(value))
+            if isinstance(item, PathMention) and item.bare and not inputs.base_dir:
+                bare.add(name)
+            return
+
+    for name in destinations:
+        give(name, marked)
+    for name in sources:
+        give(name, unmarked)
+    for name in destinations:
+        give(name, unmarked)
+    for pool in (inputs.paths, extract_paths(context)):
+        for name in sources:
+            give(name, [p for p in pool if path_key(p) not in written])
+
+    listed: dict[str, list[str]] = {}
+    for name in lists:
+        words = listed_files(text, [m for m in unmarked if path_key(resolved(m)) not in used])
+        files = [(place_in(inputs.base_dir, v) if is_bare else v, is_bare) for v, is_bare in words]
+        if not files:
+            files = [(p, False) for p in inputs.paths if path_key(p) not in used]
+        if files:
+            listed[name] = [value for value, _ in files]
+            used.update(path_key(value) for value, _ in files)
+            if any(is_bare for _, is_bare in files) and not inputs.base_dir:
+                bare.add(name)
+
+    if bare and not inputs.base_dir:
+        folder = leftover_folder(text, mentions, used)  # bare names are only left when there is no base_dir
+        placed = [chosen[n] for n in sources if n in chosen] + [p for n in listed for p in listed[n]]
+        source_folder = next((posixpath.dirname(p) for p in placed if p.startswith(("/", "~"))), "")
+        for name in bare:
+            if name in listed:
+                listed[name] = [place_in(folder, value) for value in listed[name]]
+            elif folder or (name in destinations and source_folder):
+                chosen[name] = place_in(folder or source_folder, chosen[name])
+
+    arguments: dict[str, Any] = {}
+    seen: set[str] = set()
+    for name in properties:  # placing bare names can make two values equal: the later one is dropped
+        value = chosen.get(name, listed.get(name))
+        keys = [path_key(v) for v in value] if isinstance(value, list) else [path_key(value)] if value else []
+        if keys and not seen.intersection(keys):
+            arguments[name] = value
+            seen.update(keys)
+    return arguments
+
+
+def path_key(path: str) -> str:
+    """`path` as compared for sameness: a trailing slash makes no other path."""
+    return path.rstrip("/") or path
+
+
+def place_in(folder: str, name: str) -> str:
+    """`name` inside `folder`, when it is a bare file name; a path is kept as it is."""
+    if not folder or name.startswith(("/", "~")):
+        return name
+    return posixpath.join(folder, name)
+
+
+_RANGE_WORD = re.compile(r"^\s*(?:through|thru|till|until|[-–])\s*$", re.IGNORECASE)
+_IN_FOLDER = re.compile(r"\b(?:in|inside|from|under|within)\s+(?:the\s+folder\s+|folder\s+)?$", re.IGNORECASE)
+
+
+def listed_files(text: str, mentions: list[PathMention]) -> list[tuple[str, bool]]:
+    """The files the words list (each with whether it is a bare name), ranges spelled out.
+
+    "chapter-01.pdf through chapter-04.pdf" lists four files. Folders are not listed: a parameter taking
+    several paths takes files.
+    """
+    files: list[tuple[str, bool]] = []
+    for index, mention in enumerate(mentions):
+        if not has_extension(mention.value):
+            continue
+        if files and index > 0:
+            previous = mentions[index - 1]
+            between = text[previous.end : mention.start]
+            spanned = expand_name_range(previous.value, mention.value) if _RANGE_WORD.match(between) else []
+            if spanned and files[-1][0] == previous.value:
+                files.extend((value, mention.bare) for value in spanned[1:])
+                continue
+        files.append((mention.value, mention.bare))
+    return files
+
+
+def leftover_folder(text: str, mentions: list[PathMention], used: set[str]) -> str:
+    """A folder the words put the named files in ("… in /home/user/Books/draft") that no parameter took."""
+    for mention in mentions:
+        if mention.bare or path_key(mention.value) in used or has_extension(mention.value):
+            continue
+        if _IN_FOLDER.search(text[max(0, mention.start - 30) : mention.start].rstrip("\"'“‘")):
+            return mention.value
+    return ""
+
+
+def has_extension(path: str) -> bool:
+    """True when the last part of `path` has a file extension (`a.pdf`, not `~/Books` or `.env`)."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return "." in name.strip(".")
+
+
+def fill_addresses(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """E-mail addresses: those the words put in copy go to `cc`, the others to the recipients.
+
+    `bcc` is left alone: the words rarely say it, and a blind copy sent to the wrong person is not undone.
+    """
+    emails = extract_emails(text)
+    if not emails:
+        return
+    has_copy = "cc" in properties
+    copied = extract_cc_emails(text) if has_copy else []
+    direct = [e for e in emails if e not in copied]
+    for name, schema in properties.items():
+        if name in arguments or name not in EMAIL_PARAMS or name == "bcc":
+            continue
+        pool = copied if name == "cc" else direct
+        if pool:
+            arguments[name] = list(pool) if "array" in schema_types(schema) else pool[0]
+
+
+def fill_identifiers(
+    text: str, properties: dict[str, Any], required: list[str], context: str, arguments: dict[str, Any]
+) -> None:
+    """Parameters named `id` or `*_id` from ids in the words, else (required ones) from the context.
+
+    An id whose prefix or word matches the parameter (`d-311` or "draft 17" for `draft_id`) is preferred;
+    an id that matches another id parameter of the tool better is left for that one.
+    """
+    names = [n for n in properties if (n == "id" or n.endswith("_id")) and n not in arguments]
+    if not names:
+        return
+    spoken = extract_identifiers(text)
+    remembered = [] if spoken else extract_identifiers(context)
+    used: set[str] = set()
+    for name in names:
+        pool = spoken or (remembered if name in required else [])
+        free = [i for i in pool if i.value not in used]
+        fitting = [i for i in free if identifier_fits(name, i)]
+        others = [i for i in free if i not in fitting and not any(identifier_fits(n, i) for n in names if n != name)]
+        numeric = bool(schema_types(properties[name]) & {"integer", "number"})
+        for ident in fitting + others:
+            value: Any = ident.number if numeric else ident.value
+            if value is not None:
+                arguments[name] = value
+                used.add(ident.value)
+                break
+
+
+def identifier_fits(name: str, ident: Identifier) -> bool:
+    """True when the id's prefix or word names what the parameter holds (`sess-441` → `session_id`)."""
+    stem = name.removesuffix("_id") if name.endswith("_id") else ""
+    return bool(stem and ident.kind) and (stem.startswith(ident.kind) or ident.kind.startswith(stem))
+
+
+def fill_dates(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Dates, and start and end times when the words give one day and a time range."""
+    dates = extract_dates(text)
+    span = extract_time_span(text)
+    if span is not None:
+        for start, end in (("start", "end"), ("start_time", "end_time")):
+            if start in properties and end in properties and start not in arguments and end not in arguments:
+                arguments[start], arguments[end] = span
+                dates = [d for d in dates if not span[0].startswith(d)]
+                break
+    open_dates = [name for name in properties if name in DATE_PARAMS and name not in arguments]
+    for name in open_dates:
+        if dates:
+            arguments[name] = dates.pop(0)
+    # "on 2026-03-12": a range of one day, which the end of a date range includes.
+    if "start_date" in open_dates and "end_date" in open_dates and "end_date" not in arguments:
+        if "start_date" in arguments and len(extract_dates(text)) == 1:
+            arguments["end_date"] = arguments["start_date"]
+
+
+def fill_patterns(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Name globs ("named X", "with X in its name") and file-type globs ("all PDFs") for glob parameters."""
+    for name, schema in properties.items():
+        if name in arguments or is_path_param(name, schema):
+            continue
+        types = schema_types(schema)
+        description = str(schema.get("description", "")).lower()
+        globbing = name in ("pattern", "glob", "patterns", "globs") or "glob" in description
+        if globbing and "array" in types:
+            found = extract_file_patterns(text) or [p for p in [extract_name_pattern(text)] if p]
+            if found:
+                arguments[name] = found
+        elif globbing and (not types or "string" in types):
+            value = extract_name_pattern(text) or extract_file_pattern(text)
+            if value:
+                arguments[name] = value
+        elif name in ("file_types", "extensions") and "array" in types:
+            kinds = [glob.removeprefix("*.") for glob in extract_file_patterns(text)]
+            if kinds:
+                arguments[name] = kinds
+
+
+def fill_numbers(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Whole numbers the words state next to a word that fits the parameter, within its bounds."""
+    for name, schema in properties.items():
+        if name in arguments:
+            continue
+        types = schema_types(schema)
+        value: Any = None
+        if name == "pages" and "array" in types and takes_numbers(schema):
+            value = extract_page_numbers(text) or None
+        elif types & {"integer", "number"}:
+            value = stated_number(name, text)
+        if value is not None and within_bounds(schema, value):
+            arguments[name] = value
+
+
+def stated_number(name: str, text: str) -> int | None:
+    """The number the words give for an integer parameter called `name`, if its name says what to look for."""
+    for unit in ("minutes", "hours", "days", "seconds"):
+        if name == unit or name.endswith("_" + unit):
+            return extract_duration(text, unit)
+    if name in COUNT_PARAMS or name.endswith(("_limit", "_count")):
+        return extract_count(text)
+    if name == "page":
+        pages = extract_page_numbers(text)
+        return pages[0] if len(pages) == 1 else None
+    for word in LEVEL_PARAMS:
+        if name == word or name.endswith("_" + word):
+            return extract_number_after(text, word)
+    return None
+
+
+def takes_numbers(schema: dict[str, Any]) -> bool:
+    """True for an array parameter whose items are numbers (or not typed at all)."""
+    for branch in schema_branches(schema):
+        items = branch.get("items")
+        if branch.get("type") == "array":
+            return not isinstance(items, dict) or items.get("type") in (None, "integer", "number")
+    return False
+
+
+def within_bounds(schema: dict[str, Any], value: Any) -> bool:
+    """True when `value` (a number or a list of numbers) respects the schema's minimum and maximum."""
+    numbers = value if isinstance(value, list) else [value]
+    for branch in schema_branches(schema):
+        bounds = branch.get("items", {}) if isinstance(value, list) else branch
+        if not isinstance(bounds, dict):
+            continue
+        low, high = bounds.get("minimum"), bounds.get("maximum")
+        if any((low is not None and n < low) or (high is not None and n > high) for n in numbers):
+            return False
+    return True
+
+
+def fill_flags(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Boolean options the words ask for are set true ("subfolders included" → `recursive`); never false."""
+    for name, schema in properties.items():
+        if name in arguments or "boolean" not in schema_types(schema):
+            continue
+        if "recursive" in name:
+            asked = mentions_recursion(text)
+        elif "create" in name and any(word in name for word in ("dir", "folder", "parent")):
+            asked = mentions_folder_creation(text)
+        else:
+            # A one-word option named in the words, un-negated: "as a signed PDF" → `sign`.
+            asked = "_" not in name and mentions_word(text, name)
+        if asked:
+            arguments[name] = True
+
+
+def fill_choices(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Enum parameters whose options the words name: one option for a single choice, all for a list."""
+    for name, schema in properties.items():
+        if name in arguments or name in ENUM_SKIPPED:
+            continue
+        options, several = enum_options(schema)
+        if not options:
+            continue
+        named = extract_choices(text, options)
+        if several and named:
+            arguments[name] = named
+        elif len(named) == 1:
+            arguments[name] = named[0]
+
+
+def fill_names(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Names the words give: a sheet, table, calendar or folder; a program; a tool; a target format."""
+    opens_a_file = any(is_path_param(name, schema) for name, schema in properties.items())
+    for name, schema in properties.items():
+        types = schema_types(schema)
+        if name in arguments or is_path_param(name, schema) or (types and "string" not in types):
+            continue
+        if enum_options(schema)[0]:
+            continue
+        value: str | None = None
+        if name in NAMED_PARAMS:
+            value = extract_named(text, name)
+        elif name in APP_PARAMS:
+            # With a file to open, "open" is followed by the file, not the program.
+            value = extract_app_name(text, allow_open_verb=not opens_a_file)
+        elif name in ("tool", "tool_name"):
+            value = next(iter(extract_tool_names(text)), None)
+        elif name.endswith("format"):
+            value = extract_target_format(text)
+        if value:
+            arguments[name] = value
+
+
+def fill_text(
+    text: str,
+    properties: dict[str, Any],
+    required: list[str],
+    context: str,
+    inputs: StepInputs,
+    arguments: dict[str, Any],
+) -> None:
+    """Titles, subjects and bodies from quoted words; a body the words leave open from `inputs.text`.
+
+    A required body that neither gives falls back to the longest quotation in the context (the text of
+    an earlier result: "put that on my clipboard"), and a required query to the request itself.
+    """
+    file_names = {m.value for m in extract_path_mentions(text) if m.bare}
+    taken = {value for value in arguments.values() if isinstance(value, str)}
+    quoted = [q for q in extract_quoted(text) if q not in file_names and q not in taken]
+    carried = inputs.text
+    remembered = sorted((q for q in extract_quoted(context) if q not in taken), key=len, reverse=True)
+    for name in properties:
+        if name in arguments:
+            continue
+        if (name in TEXT_PARAMS or name in CONTENT_PARAMS) and quoted:
+            arguments[name] = quoted.pop(0)
+        elif name in CONTENT_PARAMS and carried.strip():
+            arguments[name] = carried
+            carried = ""
+        elif name in CONTENT_PARAMS and name in required and remembered:
+            arguments[name] = remembered.pop(0)
+        elif name in QUERY_PARAMS and name in required:
+            arguments[name] = text
+
+
+def repeats_a_value(value: Any, arguments: dict[str, Any]) -> bool:
+    """True when `value` is a text some other parameter already holds."""
+    return isinstance(value, str) and any(value == other for other in arguments.values() if isinstance(other, str))
+
+
+def schema_branches(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema and the alternatives of its `anyOf`/`oneOf` (optional parameters are `X | null`)."""
+    branches = [schema]
+    for key in ("anyOf", "oneOf"):
+        branches += [b for b in schema.get(key, []) if isinstance(b, dict)]
+    return branches
+
+
+def schema_types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types a parameter accepts, `null` left out; empty when the schema does not say."""
+    types: set[str] = set()
+    for branch in schema_branches(schema):
+        declared = branch.get("type")
+        if isinstance(declared, str):
+            types.add(declared)
+        elif isinstance(declared, list):
+            types.update(t for t in declared if isinstance(t, str))
+    types.discard("null")
+    return types
+
+
+def enum_options(schema: dict[str, Any]) -> tuple[list[str], bool]:
+    """A parameter's string options, and whether it takes several of them (an array of an enum)."""
+    for branch in schema_branches(schema):
+        if isinstance(branch.get("enum"), list):
+            return [o for o in branch["enum"] if isinstance(o, str)], False
+        items = branch.get("items")
+        if branch.get("type") == "array" and isinstance(items, dict) and isinstance(items.get("enum"), list):
+            return [o for o in items["enum"] if isinstance(o, str)], True
+    return [], False
 
 
 def generate_arguments(
@@ -202,8 +727,28 @@ def generate_arguments(
 
 
 def is_path_param(name: str, schema: dict[str, Any]) -> bool:
-    """True for a parameter that names a file or folder."""
-    return schema.get("type", "string") == "string" and (name in PATH_PARAMS or name.endswith("_path"))
+    """True for a parameter that names one file or folder."""
+    types = schema_types(schema)
+    if types and "string" not in types:
+        return False
+    if name in PATH_PARAMS or name.endswith("_path") or name.startswith("path_"):
+        return True
+    if name in MAYBE_PATH_PARAMS:
+        # A mail folder is a mailbox name ("inbox", "sent"), not a place on disk.
+        return "mail" not in str(schema.get("description", "")).lower()
+    return False
+
+
+def is_path_list_param(name: str, schema: dict[str, Any]) -> bool:
+    """True for a parameter that takes several files (`paths` of merge_pdfs)."""
+    if "array" not in schema_types(schema):
+        return False
+    return name in PATH_LIST_PARAMS or name.endswith("_paths")
+
+
+def is_destination_param(name: str) -> bool:
+    """True for a path parameter that says where something goes (`destination`, `output_path` ...)."""
+    return name in DESTINATION_PARAMS or name.startswith(("output_", "dest"))
 
 
 def first_sentence(description: str) -> str:

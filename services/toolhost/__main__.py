@@ -9,7 +9,6 @@ from services.toolhost.app import ApprovedCallWorker, ToolHost
 from services.toolhost.audit import AuditLog
 from services.toolhost.core import SERVER_MODULES
 from services.toolhost.mcp_pool import McpServer
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.server import ToolHostServicer
 from services.toolhost.servers.kit import Trash
 from services.toolhost.settings import ToolHostSettings
@@ -27,6 +26,7 @@ async def main(settings: ToolHostSettings) -> None:
     server_env = {
         "SWITCHBOARD_ALLOWED_ROOTS": os.pathsep.join(str(root) for root in settings.roots()),
         "SWITCHBOARD_STATE_DIR": str(settings.state_dir),
+        "SWITCHBOARD_USER_HOME": str(settings.home()),
     }
     servers = [McpServer(name, module, server_env) for name, module in SERVER_MODULES.items()]
     host = ToolHost(
@@ -34,7 +34,7 @@ async def main(settings: ToolHostSettings) -> None:
         read_or_create_secret(settings.secret_path),
         settings.call_timeout_seconds,
         AuditLog(settings.audit_path),
-        Sandbox(settings.roots()),
+        settings.sandbox(),
         Trash(settings.trash_dir),
     )
     supervisors = [lambda s=server: s.supervise(runtime.stop) for server in servers]

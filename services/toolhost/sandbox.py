@@ -23,11 +23,13 @@ class PathOutsideSandbox(InvalidRequest):
 class Sandbox:
     """The allowed roots, and the one way to turn a path a tool was given into a path it may use."""
 
-    def __init__(self, roots: Iterable[Path]) -> None:
+    def __init__(self, roots: Iterable[Path], home: Path | None = None) -> None:
         # Resolved again so a root given through a symlink still matches the resolved paths below it.
         self.roots: tuple[Path, ...] = tuple(Path(os.path.realpath(r)) for r in roots)
         if not self.roots:
             raise ValueError("a sandbox needs at least one allowed root")
+        # What "~" means: the person's home as the tools see it, which need not be this process's.
+        self.home = home
 
     def contains(self, path: Path) -> bool:
         """Whether an already resolved absolute path is one of the roots or lies below one."""
@@ -46,7 +48,7 @@ class Sandbox:
             raise InvalidRequest(f"No path was given. {_use_one_of(self.roots)}")
         if "\0" in raw:
             raise InvalidRequest(f"Path {raw!r} contains a NUL character, which no file name can hold.")
-        expanded = os.path.expanduser(raw)
+        expanded = self.expand_home(raw)
         folder, name = os.path.split(expanded.rstrip(os.sep) or os.sep)
         if follow_last or name in ("", ".", ".."):
             # Non-strict realpath follows every symlink that exists and keeps a missing tail as written.
@@ -56,6 +58,12 @@ class Sandbox:
         if not self.contains(resolved):
             raise PathOutsideSandbox(raw, resolved, self.roots)
         return resolved
+
+    def expand_home(self, raw: str) -> str:
+        """`raw` with a leading `~` replaced by the home folder."""
+        if self.home is not None and (raw == "~" or raw.startswith("~/")):
+            return str(self.home) + raw[1:]
+        return os.path.expanduser(raw)
 
     def is_inside(self, raw: str) -> bool:
         """Whether `resolve(raw)` would accept `raw`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ from services.gateway.app import Gateway
 from services.gateway.server import GatewayServicer
 from switchboard import keys
 from switchboard.envelope import Envelope
+from switchboard.paths import PathPolicy
 from switchboard.secrets import verify_call
 from switchboard.streams import emit
 from switchboard.v1 import switchboard_pb2 as pb
@@ -39,8 +41,9 @@ def test_policy() -> None:
 
 
 @pytest.fixture
-async def served(redis: aioredis.Redis):  # noqa: ANN201
-    gateway = Gateway(redis, StaticCatalogue(), KEY)  # type: ignore[arg-type]
+async def served(redis: aioredis.Redis, tmp_path: Path):  # noqa: ANN201
+    # The calls below name paths under /tmp; the allowed root is /tmp itself.
+    gateway = Gateway(redis, StaticCatalogue(), KEY, PathPolicy((Path("/tmp"),), tmp_path))  # type: ignore[arg-type]
     server = grpc.aio.server()
     pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -51,16 +54,16 @@ async def served(redis: aioredis.Redis):  # noqa: ANN201
     await server.stop(None)
 
 
-def proposal(run_id: str, tool: str, arguments: dict) -> Envelope:
+def proposal(run_id: str, tool: str, arguments: dict, step: int = 1) -> Envelope:
     call = pb.ToolCall(
         run_id=run_id,
-        step=1,
+        step=step,
         tool=tool,
         arguments_json=json.dumps(arguments),
         outcome=pb.ROUTE_OUTCOME_ROUTED,
         hops=[keys.STEPS, keys.RANKED],
     )
-    return emit(keys.PROPOSED, run_id, 1, f"{run_id}:1:router", call.SerializeToString()).envelope
+    return emit(keys.PROPOSED, run_id, step, f"{run_id}:{step}:router", call.SerializeToString()).envelope
 
 
 async def test_submit_publishes_a_turn_and_records_the_run(served, redis: aioredis.Redis) -> None:  # noqa: ANN001
@@ -92,6 +95,39 @@ async def test_read_only_call_is_approved_and_signed(served) -> None:  # noqa: A
     record = (await gateway.get_run(run.run_id)).steps[0]
     assert record.status == pb.STEP_STATUS_APPROVED
     assert list(record.hops) == [keys.STEPS, keys.RANKED, keys.PROPOSED]
+
+
+async def test_a_call_naming_a_path_outside_the_roots_is_refused_before_anyone_is_asked(served) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("Show me /etc/shadow")
+    [out] = await gateway.on_proposal(proposal(run.run_id, "filesystem.read_file", {"path": "/etc/shadow"}))
+    assert out.stream == keys.RESULTS
+    result = pb.StepResult.FromString(out.envelope.body)
+    assert result.status == pb.STEP_STATUS_REJECTED and "/etc/shadow" in result.error
+    assert (await gateway.get_run(run.run_id)).steps[0].status == pb.STEP_STATUS_REJECTED
+
+
+async def test_an_identical_call_is_not_run_twice_unless_something_changed_in_between(served) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("List /tmp twice")
+    await gateway.on_proposal(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}))
+    await gateway.on_result(settled(run.run_id, 1, "filesystem.list_dir", {"path": "/tmp"}))
+    [again] = await gateway.on_proposal(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}, step=2))
+    result = pb.StepResult.FromString(again.envelope.body)
+    assert again.stream == keys.RESULTS and result.status == pb.STEP_STATUS_FAILED
+    assert result.error.startswith("repeated call: step 1")
+    # After a change, the same read is a new question.
+    await gateway.on_proposal(proposal(run.run_id, "filesystem.delete_file", {"path": "/tmp/x"}, step=3))
+    await gateway.on_result(settled(run.run_id, 3, "filesystem.delete_file", {"path": "/tmp/x"}))
+    [fresh] = await gateway.on_proposal(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}, step=4))
+    assert fresh.stream == keys.APPROVED
+
+
+def settled(run_id: str, step: int, tool: str, arguments: dict) -> Envelope:
+    result = pb.StepResult(
+        run_id=run_id, step=step, tool=tool, arguments_json=json.dumps(arguments), status=pb.STEP_STATUS_SUCCEEDED
+    )
+    return emit(keys.RESULTS, run_id, step, f"{run_id}:{step}:toolhost", result.SerializeToString()).envelope
 
 
 async def test_change_waits_for_a_person_then_runs_once_confirmed(served, redis: aioredis.Redis) -> None:  # noqa: ANN001

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from services.router.core import CandidateTool, route
+from services.router.core import CandidateTool, fill_arguments, route
 
 LIST = CandidateTool(
     "filesystem.list_dir",
@@ -105,3 +105,19 @@ def test_without_fusion_the_model_picks_among_the_top_five() -> None:
     decision = route("List the files in /srv/reports", [LIST, SEARCH, *OTHERS], model, fusion=False)
     assert decision.tool == "filesystem.search_files"
     assert "x.t2" in model.prompts[0] and "x.t3" not in model.prompts[0]
+
+
+def test_a_retry_gets_the_argument_the_tool_host_asked_for_without_losing_the_words() -> None:
+    tool = CandidateTool(
+        "filesystem.write_file",
+        "Write text to a file.",
+        0.9,
+        {
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}, "create_dirs": {"type": "boolean"}},
+            "required": ["path", "content"],
+        },
+    )
+    inputs = {"arguments": {"path": "~/elsewhere.txt", "content": "hi", "create_dirs": True}}
+    arguments, missing = fill_arguments("write 'hello' to ~/new/a.txt", tool, None, None, "", inputs)
+    assert missing == []
+    assert arguments == {"path": "~/new/a.txt", "content": "hello", "create_dirs": True}

@@ -13,6 +13,7 @@ import redis
 from services.toolhost.audit import AuditLog
 from switchboard import keys
 from switchboard.settings import SERVICE_NAMES
+from tests.files import text_pdf
 from tests.stack.harness import Stack
 
 pytestmark = pytest.mark.stack
@@ -26,6 +27,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in FILES:
         (root / name).write_text(f"contents of {name}\n")
     (root / "drafts").mkdir()
+    papers = root / "papers"
+    papers.mkdir()
+    text_pdf(papers / "solar.pdf", "Solar panels turned 21 percent of the light into power in the field trial.")
+    text_pdf(papers / "wind.pdf", "The wind farm ran at 38 percent of its rated capacity over the winter.")
+    (papers / "readme.txt").write_text("not a pdf\n")
+    single = root / "single"
+    single.mkdir()
+    text_pdf(single / "report.pdf", "Quarterly report: revenue grew by nine percent.")
     return root
 
 
@@ -156,3 +165,66 @@ def test_a_rejected_step_is_audited_and_changes_nothing(stack: Stack, workspace:
         time.sleep(0.1)
     [row] = [r for r in log.rows() if r["run_id"] == run["run_id"]]
     assert (row["kind"], row["confirmation"], row["error"]) == ("decision", "rejected", "keep it")
+
+
+def test_a_compound_request_runs_every_step_waits_for_the_write_and_answers_what_was_done(
+    stack: Stack, workspace: Path
+) -> None:
+    papers = workspace / "papers"
+    asked = stack.sb(
+        "ask",
+        "--json",
+        "--wait",
+        f"Find the PDFs in {papers}, extract the text of each, and save a summary to notes.md",
+    )
+    run = json.loads(asked.stdout)
+    summary = papers / "notes.md"
+    assert asked.returncode == 3, (run["answer"], [(s["tool"], s["arguments"], s["error"]) for s in run["steps"]])
+    tools = [step["tool"] for step in run["steps"]]
+    assert tools == [
+        "filesystem.search_files",
+        "document.extract_text",
+        "document.extract_text",
+        "filesystem.write_file",
+    ], run["steps"]
+    extracted = sorted(Path(step["arguments"]["path"]).name for step in run["steps"][1:3])
+    assert extracted == ["solar.pdf", "wind.pdf"]
+    write = run["steps"][3]
+    assert write["status"] == "awaiting_confirmation" and not summary.exists()
+    assert Path(write["arguments"]["path"]) == summary
+
+    confirmed = stack.sb("confirm", "--json", "--wait", run["run_id"], "4")
+    final = json.loads(confirmed.stdout)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert final["status"] == "answered", final["answer"]
+    saved = summary.read_text()
+    assert "21 percent" in saved and "38 percent" in saved
+    # The answer says what happened, step by step, and claims the write only because it ran.
+    answer = final["answer"]
+    assert "solar.pdf" in answer and "wind.pdf" in answer and "notes.md" in answer
+    assert "done (changed)" in answer and "Done: 4 of 4 steps ran." in answer
+    with stack.http() as http:
+        events = http.get(f"/v1/runs/{run['run_id']}/events").text
+    streamed = [json.loads(line[6:])["message"] for line in events.splitlines() if line.startswith("data: ")]
+    assert "".join(m for m in streamed if m.endswith("\n")).count("Step ") >= 4  # the answer came in lines
+
+
+def test_a_follow_up_turn_uses_what_the_session_found(stack: Stack, workspace: Path) -> None:
+    first = json.loads(stack.sb("ask", "--json", "--wait", f"List the files in {workspace / 'single'}").stdout)
+    assert first["status"] == "answered", first["answer"]
+    follow = stack.sb("ask", "--json", "--wait", "--session", first["session_id"], "Now extract the text of that PDF")
+    run = json.loads(follow.stdout)
+    assert run["status"] == "answered", run["answer"]
+    [step] = run["steps"]
+    # Either way of reading a PDF's text will do; what matters is which PDF "that" meant.
+    assert step["tool"] in ("document.extract_text", "ocr.extract_text_from_pdf")
+    assert Path(step["arguments"]["path"]) == workspace / "single" / "report.pdf"
+    assert "nine percent" in run["answer"]
+
+
+def test_system_paths_and_vague_requests_end_without_any_call(stack: Stack) -> None:
+    refused = json.loads(stack.sb("ask", "--json", "--wait", "Show me the contents of /etc/shadow").stdout)
+    assert refused["status"] == "refused" and refused["steps"] == []
+    assert "/etc/shadow" in refused["answer"]
+    vague = json.loads(stack.sb("ask", "--json", "--wait", "fix it").stdout)
+    assert vague["status"] == "needs_clarification" and vague["steps"] == []

@@ -29,20 +29,10 @@ from pypdf.generic import (
 from services.toolhost.servers import document
 from services.toolhost.servers.document import MAX_SPREADSHEET_ROWS, build_server
 from services.toolhost.settings import ToolHostSettings
+from tests.files import text_pdf
 from tests.toolhost.mcp_helpers import assert_matches_contract, connected, ok, refused, stdio_parameters
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-
-
-def text_pdf(path: Path, *pages: str) -> Path:
-    """A PDF with a real text layer, one page per argument (Latin-1 text, core font)."""
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 8, text)
-    pdf.output(str(path))
-    return path
 
 
 def scanned_pdf(path: Path) -> Path:
@@ -257,6 +247,9 @@ async def test_extract_text_refuses_unknown_and_legacy_formats(settings: ToolHos
     (root / "broken.pdf").write_text("not a pdf")
     assert "not a readable PDF" in await refused(build_server, settings, "extract_text", path=str(root / "broken.pdf"))
     assert "does not exist" in await refused(build_server, settings, "extract_text", path=str(root / "none.pdf"))
+    text_pdf(root / "report-2026.pdf", "Figures.")
+    near = await refused(build_server, settings, "extract_text", path=str(root / "report-2025.pdf"))
+    assert f"Did you mean {str(root / 'report-2026.pdf')!r}?" in near  # the correction a retry can use
 
 
 # convert_format

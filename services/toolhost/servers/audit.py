@@ -23,7 +23,6 @@ from fpdf import FPDF
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     ToolError,
@@ -103,7 +102,7 @@ class ExportedReport(BaseModel):
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The audit server, reading `settings.audit_path`."""
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     server = MCPServer(SERVER_NAME, instructions="The record of every tool call Switchboard made, and reports on it.")
 
     @contextmanager

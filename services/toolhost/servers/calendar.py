@@ -29,7 +29,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     Trash,
@@ -649,7 +648,7 @@ def import_ics(settings: ToolHostSettings, path: str, calendar: str | None = Non
     doubling them. The calendar name is `calendar`, else the file's X-WR-CALNAME, else the file name.
     A recurring event is stored once, at its first occurrence, and a warning says so.
     """
-    source = existing_file(Sandbox(settings.roots()).resolve(path), path)
+    source = existing_file(settings.sandbox().resolve(path), path)
     try:
         parsed = icalendar.Calendar.from_ical(source.read_bytes())
     except ValueError as exc:
@@ -705,7 +704,7 @@ def export_ics(
 
     A file already at `path` is kept in the trash first, and the returned undo restores it.
     """
-    target = Sandbox(settings.roots()).resolve(path)
+    target = settings.sandbox().resolve(path)
     if target.is_dir():
         raise ToolError(f"{target} is a folder. Give a file path inside it, e.g. {target / 'calendar.ics'}.")
     start = parse_when(start_date, "start_date").moment if start_date else datetime(1, 1, 2, tzinfo=UTC)

@@ -27,7 +27,6 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     ToolError,
@@ -164,7 +163,7 @@ class AnomalyReport(BaseModel):
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The data server, reading and writing files only inside `settings.roots()`."""
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     trash = Trash(settings.trash_dir)
     resolve = sandbox.resolve
     server = MCPServer(

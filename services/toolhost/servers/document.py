@@ -40,7 +40,6 @@ from pydantic import BaseModel, Field
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     Trash,
@@ -258,7 +257,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
     """The document server, confined to `settings.roots()`, keeping replaced files in `settings.trash_dir`."""
     # fontTools logs each step of embedding a font subset at INFO, dozens of lines per PDF written.
     logging.getLogger("fontTools").setLevel(logging.WARNING)
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     trash = Trash(settings.trash_dir)
     roots = ", ".join(str(r) for r in sandbox.roots)
     server = MCPServer(

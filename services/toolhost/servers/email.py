@@ -38,7 +38,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.calendar import local_iso, local_midnight, parse_when
 from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve, sqlite_transaction
@@ -626,7 +625,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
     """The email server: drafts in `<state_dir>/email.db`, mail read from `mail.mailbox`."""
     config = mail if mail is not None else EmailSettings()
     drafts = DraftStore(settings.state_dir / DB_NAME)
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     server = MCPServer(
         SERVER_NAME,
         instructions="Email: write and list drafts, send a draft, search local mail and summarise a thread.",

@@ -43,7 +43,6 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     Trash,
@@ -162,7 +161,7 @@ class WatchResult(BaseModel):
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The filesystem server, confined to `settings.roots()`, trashing into `settings.trash_dir`."""
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     trash = Trash(settings.trash_dir)
     watchers = FolderWatchers(settings.state_dir / "watchers")
     roots = ", ".join(str(r) for r in sandbox.roots)

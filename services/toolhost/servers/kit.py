@@ -9,6 +9,7 @@ structured output; the tool host stores them and carries them out on `sb undo`.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -86,7 +87,22 @@ def report_expected_failures(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 def missing(path: Path, raw: str) -> str:
-    return f"{raw!r} does not exist ({path}). Check the name with filesystem.list_dir or filesystem.search_files."
+    """Why `raw` cannot be used: it does not exist; with the closest name in its folder, if one is close.
+
+    The suggestion is the correction a retry can use ("Did you mean '…'?"), written the way the caller
+    wrote the path, so it stays inside the same folder and the same sandbox check applies to it.
+    """
+    message = f"{raw!r} does not exist ({path})."
+    try:
+        siblings = [entry.name for entry in path.parent.iterdir()] if path.parent.is_dir() else []
+    except OSError:
+        siblings = []
+    close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.75)
+    if close:
+        folder = raw.rstrip("/").rsplit("/", 1)[0] if "/" in raw.rstrip("/") else ""
+        suggestion = f"{folder}/{close[0]}" if folder else close[0]
+        return f"{message} Did you mean {suggestion!r}?"
+    return f"{message} Check the name with filesystem.list_dir or filesystem.search_files."
 
 
 def existing_dir(path: Path, raw: str) -> Path:

@@ -494,7 +494,7 @@ def _nothing_indexed() -> ToolError:
 def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None = None) -> MCPServer:
     """The knowledge server, confined to `settings.roots()`, its index in `<state_dir>/knowledge.db`."""
     knowledge = knowledge or KnowledgeSettings()
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     index = KnowledgeIndex(settings.state_dir / "knowledge.db", knowledge.embedding_model)
     resolve = sandbox.resolve
     server = MCPServer(

@@ -28,7 +28,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     Trash,
@@ -601,7 +600,7 @@ def render_docx(m: Minutes, template: str) -> bytes:
 def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = None) -> MCPServer:
     """The meeting server, confined to `settings.roots()`."""
     meeting = meeting or MeetingSettings()
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     trash = Trash(settings.trash_dir)
     resolve = sandbox.resolve
     server = MCPServer(

@@ -26,7 +26,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import existing_file, read_only, report_expected_failures, serve
 from services.toolhost.settings import ToolHostSettings
@@ -153,7 +152,7 @@ class Recognised:
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The OCR server, reading only files inside `settings.roots()`."""
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     roots = ", ".join(str(r) for r in sandbox.roots)
     server = MCPServer(
         SERVER_NAME,

@@ -33,7 +33,6 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     Trash,
@@ -701,7 +700,7 @@ def _refuse_key_store(path: Path, store: KeyStore, what: str) -> None:
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The security server, confined to `settings.roots()`, keeping keys under `settings.state_dir`."""
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     trash = Trash(settings.trash_dir)
     keys = KeyStore(settings.state_dir / "keystore")
     resolve = sandbox.resolve

@@ -27,7 +27,6 @@ from mcp.server.mcpserver import MCPServer
 from PIL import ImageGrab
 from pydantic import BaseModel, Field
 
-from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
     ToolError,
@@ -124,7 +123,7 @@ class Screenshot(BaseModel):
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
     """The system server; files it opens or writes must lie inside `settings.roots()`."""
-    sandbox = Sandbox(settings.roots())
+    sandbox = settings.sandbox()
     resolve = sandbox.resolve
     server = MCPServer(
         SERVER_NAME,
