@@ -319,7 +319,8 @@ _PREFIXED_ID = re.compile(r"(?<![\w./@-])([A-Za-z]{1,8})-(\d[\w-]*)(?![\w/@])")
 _HASH_ID = re.compile(r"(?<![\w&])#(\d+)\b")
 _NAMED_ID = re.compile(
     r"\b(task|draft|thread|session|ticket|issue|event|message|job|watcher|id)\s*(?:#|no\.?\s*|number\s+|id\s*)?"
-    r"[:=]?\s*(\d+)\b(?![-:./]\d)",
+    # The id: a number, or a hyphenated word with a digit in it ("no-such-session-000"), never a date.
+    r"[:=]?\s*((?!\d{4}-\d{2}-\d{2})(?=[\w-]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)\b(?![-:./]\d)",
     re.IGNORECASE,
 )
 

@@ -226,6 +226,18 @@ NON_STEP_AFTER_AND: tuple[tuple[str, ...], ...] = (
     ("let", "us"),
     ("make", "sure"),
     ("make", "certain"),
+    # "merge a.pdf and b.pdf and save the result over a.pdf": where the output goes is part of the
+    # step that makes it, not a step of its own (there is no result to save until that step ran).
+    *(
+        (verb, *what)
+        for verb in ("save", "write", "store", "put")
+        for what in (
+            ("the", "result"),
+            ("the", "results"),
+            ("the", "output"),
+            *((pronoun, where) for pronoun in ("it", "them") for where in ("as", "to", "over", "into", "in", "under")),
+        )
+    ),
 )
 
 # Connectives that mark a new step. One splits when a comma, "and" or ";" comes before it, a comma

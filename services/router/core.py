@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 # The lead over the runner-up at which retrieval decides alone (fused scores, 0..1).
 CONFIDENT_MARGIN = 0.04
+# How close to the best a candidate must be for the request's own words (its verb, an id) to pick it.
+AGREEMENT_MARGIN = 0.12
 # At most this many near-tied candidates are put to the model.
 TIE_SET = 3
 # Without fusion (an ablation), the model picks among this many of the best candidates.
@@ -205,12 +207,80 @@ def choose_tool(
     text: str, candidates: list[CandidateTool], model: ChoiceModel | None, context: str = "", fusion: bool = True
 ) -> tuple[CandidateTool, str]:
     """The tool to call, and how it was decided."""
+    if fusion:
+        pointed = named_by_the_words(text, candidates)
+        if pointed is not None:
+            return pointed
     close = tie_set(candidates) if fusion else candidates[:SHORTLIST]
     if len(close) == 1 or model is None:
         return candidates[0], "retrieval"
     picked = model.choose(selection_prompt(text, close, context), [c.name for c in close])
     chosen = next((c for c in close if c.name == picked), close[0])
     return chosen, f"model, among {len(close)} near-tied candidates"
+
+
+def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[CandidateTool, str] | None:
+    """A close runner-up the request names more directly than retrieval's best, and why; else None.
+
+    Tool names are verb_object, and people say the verb first ("Draft an email …", "Delete …"), so a
+    request whose leading verb is the first word of a close candidate's name, but not of the best
+    one's, means that candidate; a request that names an existing thing by its id ("task 8", "draft
+    d-311") means a tool that takes that id. Only candidates within `AGREEMENT_MARGIN` of the best are
+    considered, so the words can settle what retrieval is unsure of, not overrule what it is sure of.
+    """
+    top = candidates[0]
+    window = [c for c in candidates[:TIE_SET] if top.score - c.score < AGREEMENT_MARGIN]
+    verb = leading_verb(text)
+    if verb in LOOSE_VERBS:
+        verb = ""
+    if verb and tool_verb(top.name) == verb:
+        if not any(tool_verb(c.name) == verb for c in tie_set(candidates)[1:]):
+            return top, f"retrieval, and the request's verb “{verb}” names it"
+    elif verb:
+        match = next((c for c in window[1:] if tool_verb(c.name) == verb), None)
+        if match is not None:
+            return match, f"the request's verb “{verb}” names it"
+    ids = [i.kind for i in extract_identifiers(text) if i.kind]
+    if ids and not takes_id(top, ids):
+        match = next((c for c in window[1:] if takes_id(c, ids)), None)
+        if match is not None:
+            return match, "the request names an existing item by id, which it takes"
+    return None
+
+
+# Verbs people use for many kinds of work ("read the text on a photo" is OCR, not read_file): they name
+# no tool on their own.
+LOOSE_VERBS = frozenset({"read", "get", "show", "give", "make", "open", "check", "find", "list", "tell", "look", "do"})
+# Words a request may start with before its verb.
+_LEAD_IN = re.compile(
+    r"^(?:(?:please|now|then|also|and|just|ok(?:ay)?|so|finally|next|go ahead and|can you|could you|would you|"
+    r"i want you to|i'd like you to)[\s,]+)+",
+    re.IGNORECASE,
+)
+
+
+def leading_verb(text: str) -> str:
+    """The request's first word after politeness and connectives, normalised ("Summarise" → "summarize")."""
+    rest = _LEAD_IN.sub("", text.strip())
+    match = re.match(r"[A-Za-z]+", rest)
+    return normalise_verb(match.group(0)) if match else ""
+
+
+def normalise_verb(word: str) -> str:
+    word = word.lower()
+    return word[:-3] + "ize" if word.endswith("ise") and len(word) > 5 else word
+
+
+def tool_verb(name: str) -> str:
+    """The verb a tool's name starts with (`email.draft_email` → "draft")."""
+    return normalise_verb(name.split(".", 1)[-1].split("_", 1)[0])
+
+
+def takes_id(tool: CandidateTool, kinds: list[str]) -> bool:
+    """Whether `tool` takes an id of one of these kinds ("task" → `task_id`, "d" → `draft_id`)."""
+    names = tool.input_schema.get("properties", {})
+    prefixes = [name[: -len("_id")] for name in names if name.endswith("_id")]
+    return any(p.startswith(k) or k.startswith(p) for p in prefixes for k in kinds)
 
 
 def selection_prompt(text: str, shortlist: list[CandidateTool], context: str = "") -> str:

@@ -465,3 +465,12 @@ def test_single_dev_requests_are_rarely_split() -> None:
     items = json.loads((SUITES / "single-dev.json").read_text())
     whole = sum(len(split_request(item["prompt"])) == 1 for item in items)
     assert whole / len(items) >= 0.9
+
+
+def test_where_the_output_goes_stays_with_the_step_that_makes_it() -> None:
+    merged = split_request("Merge ~/a.pdf and ~/b.pdf and save the result over ~/a.pdf")
+    assert [s.text for s in merged] == ["Merge ~/a.pdf and ~/b.pdf and save the result over ~/a.pdf"]
+    assert len(split_request("Convert ~/r.docx to PDF and save it as ~/r.pdf")) == 1
+    # A new thing to save is a step of its own, and so is anything after "then".
+    assert len(split_request("Find the PDFs in ~/d, extract the text of each, and save a summary to notes.md")) == 3
+    assert len(split_request("Merge ~/a.pdf and ~/b.pdf, then save the result over ~/a.pdf")) == 2

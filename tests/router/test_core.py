@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from services.router.core import CandidateTool, fill_arguments, route
+from services.router.core import CandidateTool, fill_arguments, named_by_the_words, route
 
 LIST = CandidateTool(
     "filesystem.list_dir",
@@ -113,7 +113,11 @@ def test_a_retry_gets_the_argument_the_tool_host_asked_for_without_losing_the_wo
         "Write text to a file.",
         0.9,
         {
-            "properties": {"path": {"type": "string"}, "content": {"type": "string"}, "create_dirs": {"type": "boolean"}},
+            "properties": {
+                "path": {"type": "string"},
+                "content": {"type": "string"},
+                "create_dirs": {"type": "boolean"},
+            },
             "required": ["path", "content"],
         },
     )
@@ -121,3 +125,27 @@ def test_a_retry_gets_the_argument_the_tool_host_asked_for_without_losing_the_wo
     arguments, missing = fill_arguments("write 'hello' to ~/new/a.txt", tool, None, None, "", inputs)
     assert missing == []
     assert arguments == {"path": "~/new/a.txt", "content": "hello", "create_dirs": True}
+
+
+def candidate(name: str, score: float, *required: str) -> CandidateTool:
+    schema = {"properties": {p: {"type": "string"} for p in required}, "required": list(required)}
+    return CandidateTool(name, name, score, schema)
+
+
+def test_the_requests_own_verb_settles_a_close_call() -> None:
+    close = [candidate("document.extract_text", 0.77, "path"), candidate("filesystem.delete_file", 0.68, "path")]
+    assert named_by_the_words("Delete the plain ~/Shared/handover.docx", close)[0].name == "filesystem.delete_file"
+    # Retrieval's best already carries the verb: no model is needed to break a tie with another verb.
+    tied = [candidate("email.draft_email", 0.73, "to"), candidate("email.send_draft", 0.725, "draft_id")]
+    assert named_by_the_words("Draft an email to a@b.example", tied)[0].name == "email.draft_email"
+    # Loose verbs name no tool; a far runner-up is not picked whatever the verb.
+    ocr = [candidate("ocr.extract_text_from_image", 0.745, "path"), candidate("filesystem.read_file", 0.63, "path")]
+    assert named_by_the_words("Read the text on ~/p/receipt.jpg", ocr) is None
+    far = [candidate("document.extract_text", 0.9, "path"), candidate("filesystem.delete_file", 0.6, "path")]
+    assert named_by_the_words("Delete ~/a.docx", far) is None
+
+
+def test_an_id_in_the_words_picks_the_tool_that_takes_it() -> None:
+    close = [candidate("task.create_task", 0.74, "title"), candidate("task.update_task", 0.73, "task_id")]
+    assert named_by_the_words("Set task 8 to high priority", close)[0].name == "task.update_task"
+    assert named_by_the_words("Add a task to call Bob", close) is None
