@@ -3,8 +3,8 @@
 Suite formats are DESIGN.md's. Nothing is executed: the gateway records each routed call and skips it.
 - `single`: each prompt is measured two ways: the routing decision over gRPC (`Filter.Rank` then
   `Router.Route` with the test's context: `accuracy`, `filter_hit_rate`, `param_key_accuracy`,
-  `route_p50_ms`/`route_p95_ms`), and the whole turn through the gateway's HTTP API (`turn_accuracy`,
-  `p50_ms`/`p95_ms`; the turn does not see the test's context).
+  `route_p50_ms`/`route_p95_ms`), and the whole turn through the gateway's HTTP API (`p50_ms`/`p95_ms`,
+  and `turn_accuracy` over the tests without context, since a new session cannot see it).
 - `turns`: each step of a chain is the next turn of one session through the gateway; a step passes
   when its turn routed (one of) its expected tools, a chain when every step passed.
 - `chain`: the step prompts, each ending in a full stop, as one request the planner must decompose; a
@@ -144,6 +144,7 @@ def run_single(stack: Stack, tests: list[dict[str, Any]], turns: bool = True) ->
             "id": test["id"],
             "category": test.get("category", ""),
             "prompt": test["prompt"],
+            "context": bool(test.get("context")),
             "expected": sorted(expected),
             "routed": routed.tool,
             "arguments": routed.arguments,
@@ -180,7 +181,8 @@ def run_single(stack: Stack, tests: list[dict[str, Any]], turns: bool = True) ->
         "categories": by_category(rows, "correct"),
     }
     if turn_ms:
-        summary["turn_accuracy"] = rate(r["turn_correct"] for r in rows if "turn_correct" in r)
+        # A turn starts a new session, so it cannot see a test's context: only tests without one count.
+        summary["turn_accuracy"] = rate(r["turn_correct"] for r in rows if "turn_correct" in r and not r["context"])
     return {"summary": summary, "results": rows}
 
 

@@ -58,7 +58,7 @@ def step_line(order: StepOrder, outcome: StepOutcome, mutating: Iterable[str]) -
 def describe_content(outcome: StepOutcome) -> str:
     """What came out of a step: the names it listed, the start of the text it read, or its result."""
     text = result_text(outcome.content)
-    if text and len(text) > 80:
+    if text.strip():
         flat = " ".join(text.split())
         shown = flat if len(flat) <= QUOTE_CHARS else flat[: QUOTE_CHARS - 1] + "…"
         return f"{len(flat)} characters of text, starting “{shown}”"
@@ -98,7 +98,9 @@ def closing_line(state: RunState, done: Done) -> str:
     if done.outcome is RunOutcome.ANSWERED:
         if state.dry_run:
             return f"Dry run: {total} step{'s' * (total != 1)} planned and routed; nothing was executed."
-        return f"Done: {ran} of {total} step{'s' * (total != 1)} ran."
+        retried = sum(1 for o in state.orders if o.attempt > 1)
+        again = f" ({retried} after a retry)" if retried else ""
+        return f"Done: {ran} of {total} step{'s' * (total != 1)} ran{again}."
     if done.outcome is RunOutcome.FAILED:
         return f"Failed: {ran} of {total} steps ran before a step failed; see the reason above."
     if done.outcome is RunOutcome.NEEDS_CLARIFICATION:

@@ -25,7 +25,7 @@ CARRIED_TEXT_TOKENS = 1200
 SESSION_TOKENS = 1500
 SESSION_SUMMARY_TOKENS = 300
 # Keys whose string values are bulk text, not names of things.
-TEXT_KEYS = ("text", "content", "transcript", "body", "summary", "minutes", "answer")
+TEXT_KEYS = ("text", "content", "transcript", "body", "summary", "minutes", "answer", "task", "sentence", "snippet")
 PATH_KEYS = ("path", "new_path", "output_path", "destination", "source", "file", "file_path")
 
 
@@ -99,7 +99,7 @@ def mentioned_paths(value: Any) -> list[str]:
 
 
 def result_text(content: Any) -> str:
-    """The bulk text a result carries (an extracted document, a transcript), or ''."""
+    """The bulk text a result carries (an extracted document, a transcript, the items it found), or ''."""
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
@@ -108,16 +108,18 @@ def result_text(content: Any) -> str:
             if isinstance(value, str) and value.strip():
                 return value
         for value in content.values():
-            if isinstance(value, dict):
+            if isinstance(value, dict | list):
                 inner = result_text(value)
                 if inner:
                     return inner
-    if isinstance(content, list) and content and all(isinstance(item, str) for item in content):
-        return "\n".join(f"- {item}" for item in content)
-    if isinstance(content, list) and content and all(isinstance(item, dict) for item in content):
-        # Lists of records that carry text (action items, commitments, search hits).
-        lines = [result_text(item) for item in content]
-        return "\n".join(f"- {line}" for line in lines if line)
+        return ""
+    if isinstance(content, list) and content:
+        if all(isinstance(item, str) for item in content):
+            return "\n".join(f"- {item}" for item in content)
+        if all(isinstance(item, dict) for item in content):
+            # Records that carry text (action items, commitments, search hits): one line each.
+            lines = [result_text(item) for item in content]
+            return "\n".join(f"- {line}" for line in lines if line)
     return ""
 
 
@@ -189,9 +191,11 @@ class SessionMemory:
                 f"{oldest.text} ({oldest.outcome}{'; ' + ', '.join(oldest.subjects[:2]) if oldest.subjects else ''})"
             )
             summary = f"{self.summary}; {folded}" if self.summary else folded
-            # Keep the newest part of the summary: older history matters least.
-            if estimate_tokens(summary) > SESSION_SUMMARY_TOKENS:
-                keep = int(SESSION_SUMMARY_TOKENS * CHARS_PER_TOKEN_PROSE)
+            # Keep the newest part of the summary (older history matters least), within a quarter of
+            # the budget, so the summary never crowds out the turns themselves.
+            summary_tokens = min(SESSION_SUMMARY_TOKENS, budget // 4)
+            if estimate_tokens(summary) > summary_tokens:
+                keep = int(summary_tokens * CHARS_PER_TOKEN_JSON)
                 summary = "…" + summary[-keep:]
             self.summary = summary
 
@@ -210,14 +214,20 @@ class SessionMemory:
 
 
 def common_folder(paths: list[str]) -> str:
-    """The folder a set of paths shares ('' when they share none), for resolving bare file names."""
-    folders = [p if p.endswith("/") or "." not in p.rsplit("/", 1)[-1] else p.rsplit("/", 1)[0] for p in paths]
-    folders = [f.rstrip("/") or "/" for f in folders if f.startswith(("/", "~"))]
+    """The folder a set of paths shares ('' when they share none), for resolving bare file names.
+
+    A path whose last part has an extension is taken to be a file, so its folder counts.
+    """
+    folders = []
+    for path in paths:
+        if not path.startswith(("/", "~")):
+            continue
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        folders.append(path.rstrip("/").rsplit("/", 1)[0] if "." in last.strip(".") else path.rstrip("/"))
     if not folders:
         return ""
-    shared = (
-        os.path.commonpath(folders)
-        if all(f.startswith("/") for f in folders) or all(f.startswith("~") for f in folders)
-        else folders[0]
-    )
-    return "" if shared in ("", "/") else shared
+    try:
+        shared = os.path.commonpath(folders)
+    except ValueError:  # "~/…" and "/…" mixed: no common folder can be named
+        return ""
+    return "" if shared in ("", "/", "~") else shared

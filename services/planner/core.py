@@ -70,6 +70,10 @@ def plan_request(
         return []
     verbs = set(verbs)
     segments = split_request(intent, verbs) or [Segment(intent, False, False)]
+    if len(segments) == 1:
+        # A request that is one step is routed exactly as written: its punctuation ("…?") is part of
+        # what the filter's embedding reads.
+        segments = [Segment(intent, segments[0].for_each, segments[0].refers_back)]
     proposed = model_plan(intent) if model_plan is not None else []
     servers = server_words or {}
     if len(proposed) > len(segments) and plausible_model_plan(proposed, verbs):

@@ -228,3 +228,13 @@ def test_system_paths_and_vague_requests_end_without_any_call(stack: Stack) -> N
     assert "/etc/shadow" in refused["answer"]
     vague = json.loads(stack.sb("ask", "--json", "--wait", "fix it").stdout)
     assert vague["status"] == "needs_clarification" and vague["steps"] == []
+
+
+def test_a_failed_step_is_retried_once_with_the_tool_hosts_correction(stack: Stack, workspace: Path) -> None:
+    typo = workspace / "papers" / "solr.pdf"
+    run = json.loads(stack.sb("ask", "--json", "--wait", f"Extract the text of {typo}").stdout)
+    assert run["status"] == "answered", run["answer"]
+    first, retry = run["steps"]
+    assert first["status"] == "failed" and "Did you mean" in first["error"]
+    assert retry["status"] == "succeeded" and Path(retry["arguments"]["path"]) == workspace / "papers" / "solar.pdf"
+    assert "21 percent" in run["answer"] and "retry" in run["answer"]
