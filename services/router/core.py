@@ -231,8 +231,9 @@ def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[Cand
     top = candidates[0]
     window = [c for c in candidates[:TIE_SET] if top.score - c.score < AGREEMENT_MARGIN]
     verb = leading_verb(text)
-    if verb in LOOSE_VERBS:
-        verb = ""
+    sharing = sum(1 for c in candidates if tool_verb(c.name) == verb)
+    if verb in LOOSE_VERBS or sharing >= CROWDED_VERB:
+        verb = ""  # a verb many tools start with ("create" a task, an event, a PDF …) names none of them
     if verb and tool_verb(top.name) == verb:
         if not any(tool_verb(c.name) == verb for c in tie_set(candidates)[1:]):
             return top, f"retrieval, and the request's verb “{verb}” names it"
@@ -251,6 +252,8 @@ def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[Cand
 # Verbs people use for many kinds of work ("read the text on a photo" is OCR, not read_file): they name
 # no tool on their own.
 LOOSE_VERBS = frozenset({"read", "get", "show", "give", "make", "open", "check", "find", "list", "tell", "look", "do"})
+# A verb that this many of the candidates' names start with is as loose as the ones above.
+CROWDED_VERB = 4
 # Words a request may start with before its verb.
 _LEAD_IN = re.compile(
     r"^(?:(?:please|now|then|also|and|just|ok(?:ay)?|so|finally|next|go ahead and|can you|could you|would you|"

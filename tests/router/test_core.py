@@ -145,6 +145,17 @@ def test_the_requests_own_verb_settles_a_close_call() -> None:
     assert named_by_the_words("Delete ~/a.docx", far) is None
 
 
+def test_a_verb_many_candidates_start_with_names_none_of_them() -> None:
+    crowded = [
+        candidate("task.create_task", 0.70, "title"),
+        candidate("filesystem.write_file", 0.69, "path"),
+        candidate("calendar.create_event", 0.5, "title"),
+        candidate("document.create_pdf", 0.5, "path"),
+        candidate("document.create_docx", 0.5, "path"),
+    ]
+    assert named_by_the_words("Create ~/notes/ideas.md with the text 'x'", crowded) is None
+
+
 def test_an_id_in_the_words_picks_the_tool_that_takes_it() -> None:
     close = [candidate("task.create_task", 0.74, "title"), candidate("task.update_task", 0.73, "task_id")]
     assert named_by_the_words("Set task 8 to high priority", close)[0].name == "task.update_task"
