@@ -15,8 +15,48 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-__all__ = ["PathPolicy", "PathVerdict"]
+__all__ = ["PATH_KEYS", "PATH_LIST_KEYS", "PathPolicy", "PathVerdict", "is_path_key", "named_paths"]
+
+# Argument and result keys that name a file or folder (and, below, lists of them). Tool host, gateway
+# and planner all read calls and results through these, so they agree on what a path is.
+PATH_KEYS = frozenset(
+    {
+        "path",
+        "source",
+        "destination",
+        "dest",
+        "target",
+        "file",
+        "file_path",
+        "input_path",
+        "output_path",
+        "new_path",
+        "original_path",
+        "directory",
+        "folder",
+    }
+)
+PATH_LIST_KEYS = frozenset({"paths", "files", "file_paths", "input_paths"})
+
+
+def is_path_key(name: str) -> bool:
+    """Whether an argument or result key names a path (`path`, `destination`, `db_path`, `out_dir` …)."""
+    return name in PATH_KEYS or name.endswith(("_path", "_dir", "_file", "_folder"))
+
+
+def named_paths(value: Any) -> list[str]:
+    """The paths named at the top level of a call's arguments or a result, in order."""
+    if not isinstance(value, dict):
+        return []
+    paths: list[str] = []
+    for key, item in value.items():
+        if is_path_key(key) and isinstance(item, str) and item.strip():
+            paths.append(item)
+        elif key in PATH_LIST_KEYS and isinstance(item, list):
+            paths.extend(p for p in item if isinstance(p, str) and p.strip())
+    return paths
 
 
 class PathVerdict(StrEnum):

@@ -49,7 +49,7 @@ STAGE_ERRORS = Counter(
 )
 FAILURE_MODES = Counter(
     "switchboard_failure_modes_total",
-    "Known ways a turn goes wrong, counted where they are caught (repeated_call, path_refused, retry, "
+    "Known ways a turn goes wrong, counted where they are caught (repeated_call, refused, retry, "
     "turn_refused, turn_needs_clarification).",
     ["stage", "mode"],
 )

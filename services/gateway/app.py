@@ -20,7 +20,6 @@ from services.gateway.store import EVENT_KIND_FINISHED, RunStore
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
-from switchboard.failures import REPEATED_CALL
 from switchboard.paths import PathPolicy
 from switchboard.rpc import ToolHostClient
 from switchboard.secrets import sign_call
@@ -147,37 +146,22 @@ class Gateway:
         tool = catalogue.get(call.tool)
         needs_confirmation = core.decide(tool) is core.Policy.ASK_PERSON
         changes = frozenset(name for name, info in catalogue.items() if core.decide(info) is core.Policy.ASK_PERSON)
-        run = await self.store.get(call.run_id)
-        refusal = core.refused_paths(call.arguments_json, self.paths) if call.tool else ""
-        repeat = core.repeated_call(run, call, changes) if call.tool else 0
 
-        if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
-            status, kind = pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification"
-        elif refusal:
-            status, kind = pb.STEP_STATUS_REJECTED, "refused"
-            call.reason = f"Refused: {refusal}"
-            FAILURE_MODES.labels(stage=STAGE, mode="path_refused").inc()
-        elif repeat:
-            status, kind = pb.STEP_STATUS_FAILED, "repeated_call"
-            call.reason = (
-                f"{REPEATED_CALL}: step {repeat} already called {call.tool} with the same arguments and nothing "
-                "has changed since, so it was not run again"
-            )
-            FAILURE_MODES.labels(stage=STAGE, mode="repeated_call").inc()
-        elif call.dry_run:
-            status, kind = pb.STEP_STATUS_SKIPPED, "routed_dry_run"
-        elif needs_confirmation:
-            status, kind = pb.STEP_STATUS_AWAITING_CONFIRMATION, "awaiting_confirmation"
-        else:
-            status, kind = pb.STEP_STATUS_APPROVED, "approved"
-
-        def record(run: pb.Run) -> pb.StepRecord:
-            core.apply_proposal(run, call, hops, status, needs_confirmation)
+        def record(run: pb.Run) -> tuple[pb.StepRecord, pb.StepStatus, str]:
+            # Judged inside the transaction, against the record as it is now.
+            status, kind, reason = core.judge_proposal(run, call, needs_confirmation, changes, self.paths)
+            judged = pb.ToolCall()
+            judged.CopyFrom(call)
+            if reason:
+                judged.reason = reason
+            core.apply_proposal(run, judged, hops, status, needs_confirmation)
             copy = pb.StepRecord()
             copy.CopyFrom(core.step_record(run, call.step))
-            return copy
+            return copy, status, kind
 
-        run, step = await self.store.update(call.run_id, record)
+        run, (step, status, kind) = await self.store.update(call.run_id, record)
+        if kind in ("refused", "repeated_call"):
+            FAILURE_MODES.labels(stage=STAGE, mode=kind).inc()
         STEP_OUTCOMES.labels(stage=STAGE, outcome=kind).inc()
         await self.store.add_event(run, kind, call.step, f"{call.tool} {call.arguments_json}".strip())
         if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 from enum import Enum
-from typing import Any
 
-from switchboard.paths import PathPolicy, PathVerdict
+from switchboard.failures import REPEATED_CALL
+from switchboard.paths import PathPolicy, PathVerdict, named_paths
 from switchboard.v1 import switchboard_pb2 as pb
 
 MAX_TEXT_CHARS = 4000
@@ -35,25 +35,10 @@ def decide(tool: pb.ToolInfo | None) -> Policy:
     return Policy.RUN_NOW
 
 
-# Argument names that hold a path to a file or folder.
-PATH_ARGUMENT_NAMES = frozenset(
-    {"path", "paths", "source", "destination", "directory", "folder", "file", "files", "target", "dest", "output"}
-)
 # Step states after which a call has been dealt with (ran, or was settled without running).
 SETTLED_STEP_STATUSES = frozenset(
     {pb.STEP_STATUS_SUCCEEDED, pb.STEP_STATUS_FAILED, pb.STEP_STATUS_SKIPPED, pb.STEP_STATUS_APPROVED}
 )
-
-
-def path_arguments(arguments: dict[str, Any]) -> list[str]:
-    """The paths among a call's arguments (by the argument's name), in order."""
-    found: list[str] = []
-    for name, value in arguments.items():
-        if not (name in PATH_ARGUMENT_NAMES or name.endswith(("_path", "_paths", "_dir", "_file", "_folder"))):
-            continue
-        values = value if isinstance(value, list) else [value]
-        found.extend(v for v in values if isinstance(v, str) and v.strip())
-    return found
 
 
 def refused_paths(arguments_json: str, paths: PathPolicy) -> str:
@@ -66,10 +51,36 @@ def refused_paths(arguments_json: str, paths: PathPolicy) -> str:
         return ""
     if not isinstance(arguments, dict):
         return ""
-    for raw in path_arguments(arguments):
+    for raw in named_paths(arguments):
         if paths.classify(raw) is not PathVerdict.INSIDE:
             return paths.explain(raw)
     return ""
+
+
+def judge_proposal(
+    run: pb.Run, call: pb.ToolCall, needs_confirmation: bool, changes: frozenset[str], paths: PathPolicy
+) -> tuple[pb.StepStatus, str, str]:
+    """What becomes of a routed call: its step status, the event kind, and the reason to record ('' to
+    keep the router's). In order: the router could not fill it; it names a path no tool may touch; it
+    repeats an earlier step with nothing changed since; a dry run; a change that waits for a person;
+    a read that runs at once."""
+    if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
+        return pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification", ""
+    refusal = refused_paths(call.arguments_json, paths) if call.tool else ""
+    if refusal:
+        return pb.STEP_STATUS_REJECTED, "refused", f"Refused: {refusal}"
+    repeat = repeated_call(run, call, changes) if call.tool else 0
+    if repeat:
+        reason = (
+            f"{REPEATED_CALL}: step {repeat} already called {call.tool} with the same arguments and nothing has "
+            "changed since, so it was not run again"
+        )
+        return pb.STEP_STATUS_FAILED, "repeated_call", reason
+    if call.dry_run:
+        return pb.STEP_STATUS_SKIPPED, "routed_dry_run", ""
+    if needs_confirmation:
+        return pb.STEP_STATUS_AWAITING_CONFIRMATION, "awaiting_confirmation", ""
+    return pb.STEP_STATUS_APPROVED, "approved", ""
 
 
 def repeated_call(run: pb.Run, call: pb.ToolCall, changes: frozenset[str]) -> int:

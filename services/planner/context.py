@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from switchboard.extract import extract_paths
+from switchboard.paths import is_path_key
 
 CHARS_PER_TOKEN_JSON = 2.8
 CHARS_PER_TOKEN_PROSE = 3.5
@@ -26,7 +27,6 @@ SESSION_TOKENS = 1500
 SESSION_SUMMARY_TOKENS = 300
 # Keys whose string values are bulk text, not names of things.
 TEXT_KEYS = ("text", "content", "transcript", "body", "summary", "minutes", "answer", "task", "sentence", "snippet")
-PATH_KEYS = ("path", "new_path", "output_path", "destination", "source", "file", "file_path")
 
 
 def estimate_tokens(text: str) -> int:
@@ -85,7 +85,7 @@ def mentioned_paths(value: Any) -> list[str]:
     def walk(item: Any) -> None:
         if isinstance(item, dict):
             for key, inner in item.items():
-                if key in PATH_KEYS and isinstance(inner, str) and inner:
+                if is_path_key(key) and isinstance(inner, str) and inner:
                     if inner not in found:
                         found.append(inner)
                 elif key != "undo":

@@ -62,7 +62,6 @@ def plan_request(
     verbs: Iterable[str] = (),
     server_words: dict[str, set[str]] | None = None,
     model_plan: Callable[[str], list[tuple[str, str]]] | None = None,
-    max_steps: int = MAX_STEPS,
 ) -> list[PlannedStep]:
     """The steps for a request: the splitter's, or the model's when it found more real steps."""
     intent = " ".join(text.split())
@@ -86,7 +85,8 @@ def plan_request(
     for number, (segment, hint) in enumerate(zip(chosen, hinted, strict=True), start=1):
         server = hint or guess_server(segment.text, servers)
         steps.append(PlannedStep(number, segment.text, server, segment.for_each, segment.refers_back))
-    return steps[:max_steps]
+    # Not cut to `max_steps` here: the run stops at the limit and its answer names what was left.
+    return steps
 
 
 def _reference_flags(intent: str) -> tuple[bool, bool]:

@@ -113,7 +113,7 @@ class Planning:
         """The plan for `text` (blocking: the model may be asked)."""
         servers = sorted(self.catalogue.server_words)
         model_plan = (lambda t: self.model_plan(t, servers)) if self.model_plan is not None and servers else None
-        return core.plan_request(text, self.catalogue.verbs, self.catalogue.server_words, model_plan, self.max_steps)
+        return core.plan_request(text, self.catalogue.verbs, self.catalogue.server_words, model_plan)
 
 
 class PlannerWorker:

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
 from switchboard.errors import InvalidRequest, NotFound
+from switchboard.paths import named_paths
 
 # The MCP servers the tool host starts, by name → the module that runs one over stdio.
 SERVER_MODULES: dict[str, str] = {
@@ -143,19 +144,6 @@ def missing_required(spec: ToolSpec, arguments: dict[str, Any]) -> list[str]:
     return [name for name in spec.input_schema.get("required", []) if name not in arguments]
 
 
-# Argument and result keys that name files, so the audit log can hash what a call read and wrote.
-PATH_KEYS = frozenset({"path", "source", "destination", "file", "file_path", "output_path", "new_path", "input_path"})
-PATH_LIST_KEYS = frozenset({"paths", "files", "file_paths", "input_paths"})
-
-
 def path_arguments(value: Any) -> list[str]:
-    """The file paths named at the top level of a call's arguments or result."""
-    if not isinstance(value, dict):
-        return []
-    paths: list[str] = []
-    for key, item in value.items():
-        if key in PATH_KEYS and isinstance(item, str) and item:
-            paths.append(item)
-        elif key in PATH_LIST_KEYS and isinstance(item, list):
-            paths.extend(p for p in item if isinstance(p, str) and p)
-    return paths
+    """The file paths named at the top level of a call's arguments or result (for the audit log's hashes)."""
+    return named_paths(value)

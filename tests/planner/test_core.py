@@ -248,3 +248,12 @@ def test_summaries_are_bounded() -> None:
     many = [{"name": f"f{i}"} for i in range(80)]
     assert summarise_content(many).endswith("and 30 more.")
     assert len(summarise_content({"blob": "x" * 5000})) <= 600
+
+
+def test_a_plan_longer_than_the_limit_runs_to_the_limit_and_says_what_was_left() -> None:
+    state = run_of("list ~/a", "list ~/b", "list ~/c")
+    for _ in range(2):
+        order = step(state)
+        succeed(state, order, "filesystem.list_dir", {"entries": []}, path="~/x")
+    assert isinstance(advance(state, max_steps=2), Done)
+    assert any("Stopped after 2 steps" in note and "1 more" in note for note in state.notes)
