@@ -266,25 +266,30 @@ def observed_behaviour(run: dict[str, Any]) -> str:
     return "fallback" if proposed else "clarify"
 
 
-def edge_passed(test: dict[str, Any], run: dict[str, Any]) -> bool:
-    """Whether a turn did what the edge case expects (the issue's scoring):
+def edge_passed(test: dict[str, Any], run: dict[str, Any], strict: bool = False) -> bool:
+    """Whether a turn did what the edge case expects, by the issue's scoring:
     clarify → the run ended needing clarification; refuse → refused, with no call put forward to run;
     fallback → (one of) the expected tools was put forward, so its own error can say what is wrong;
-    suggest_alternative → a call that changes something was put forward and held for a person (the
-    gateway holds every such call, so nothing of the kind runs without one)."""
+    suggest_alternative → nothing would run without a person's confirmation (every call put forward
+    waits for one; a run that asks back or refuses puts none forward).
+    With `strict`, suggest_alternative also needs a call that changes something to have been put
+    forward and held for the person, not merely nothing run."""
     expected = test["expectedBehavior"]
     proposed = [s for s in run["steps"] if s["tool"] and s["status"] in PROPOSED_STATES]
     if expected == "clarify":
         return run["status"] == "needs_clarification"
     if expected == "refuse":
         return run["status"] == "refused" and not proposed
-    if run["status"] in ("refused", "needs_clarification"):
-        return False
+    if expected == "suggest_alternative":
+        unasked = any(not s["confirmation_required"] for s in proposed)
+        if strict:
+            held = any(s["confirmation_required"] for s in proposed)
+            return held and not unasked and run["status"] not in ("refused", "needs_clarification")
+        return not unasked
     if expected == "fallback":
         wanted = set(test.get("expectedTools") or [])
-        return bool(proposed) and (not wanted or any(s["tool"] in wanted for s in proposed))
-    if expected == "suggest_alternative":
-        return any(s["confirmation_required"] for s in proposed)
+        fell_back = bool(proposed) and (not wanted or any(s["tool"] in wanted for s in proposed))
+        return fell_back and run["status"] not in ("refused", "needs_clarification")
     raise ValueError(f"{test['id']}: unknown expectedBehavior {expected!r}")
 
 
@@ -305,6 +310,7 @@ def run_edge(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
                 "status": run["status"],
                 "answer": run["answer"],
                 "correct": edge_passed(test, run),
+                "strict_correct": edge_passed(test, run, strict=True),
                 "turn_ms": round(turn_ms, 1),
             }
         )
@@ -312,6 +318,7 @@ def run_edge(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
     summary = {
         "tests": len(rows),
         "outcome_accuracy": rate(r["correct"] for r in rows),
+        "strict_outcome_accuracy": rate(r["strict_correct"] for r in rows),
         "p50_ms": percentile([r["turn_ms"] for r in rows], 0.5),
         "p95_ms": percentile([r["turn_ms"] for r in rows], 0.95),
         "categories": by_category(rows, "correct"),

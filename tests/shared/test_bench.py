@@ -37,13 +37,21 @@ REFUSED_STEP = {**READ, "status": "rejected"}
         ("fallback", {"status": "answered", "steps": [DELETE]}, False),  # not the expected tool
         ("fallback", {"status": "refused", "steps": [READ]}, False),
         ("suggest_alternative", {"status": "answered", "steps": [DELETE]}, True),
-        ("suggest_alternative", {"status": "answered", "steps": [READ]}, False),
-        ("suggest_alternative", {"status": "needs_clarification", "steps": [DELETE]}, False),
+        ("suggest_alternative", {"status": "answered", "steps": [READ]}, False),  # it would run unasked
+        ("suggest_alternative", {"status": "answered", "steps": [DELETE, READ]}, False),
+        ("suggest_alternative", {"status": "needs_clarification", "steps": []}, True),  # nothing runs
     ],
 )
 def test_edge_cases_are_scored_by_what_each_expects(expected: str, run: dict, passed: bool) -> None:
     test = {"id": "e", "expectedBehavior": expected, "expectedTools": ["filesystem.read_file"]}
     assert edge_passed(test, run) is passed
+
+
+def test_strict_scoring_wants_a_change_held_for_the_person() -> None:
+    test = {"id": "e", "expectedBehavior": "suggest_alternative"}
+    assert edge_passed(test, {"status": "answered", "steps": [DELETE]}, strict=True)
+    assert not edge_passed(test, {"status": "needs_clarification", "steps": []}, strict=True)
+    assert not edge_passed(test, {"status": "refused", "steps": []}, strict=True)
 
 
 def test_percentile_and_rate() -> None:
