@@ -44,8 +44,9 @@ def step_line(order: StepOrder, outcome: StepOutcome, mutating: Iterable[str]) -
     if order.attempt > 1:
         label += f" (a retry of “{order.intent}” with the tool host's correction)"
     if outcome.state is StepState.SUCCEEDED:
-        verb = "changed" if outcome.tool in set(mutating) else "read"
-        return f"{label}: {call} — done ({verb}): {describe_content(outcome)}"
+        if outcome.tool in set(mutating):
+            return f"{label}: {call} — done (changed): {describe_change(outcome)}"
+        return f"{label}: {call} — done (read): {describe_content(outcome)}"
     if outcome.state is StepState.SKIPPED:
         return f"{label}: would call {call}; dry run, nothing was executed."
     if outcome.state is StepState.REJECTED:
@@ -55,13 +56,24 @@ def step_line(order: StepOrder, outcome: StepOutcome, mutating: Iterable[str]) -
     return f"{label}: {call} failed: {outcome.error}"
 
 
+def describe_change(outcome: StepOutcome) -> str:
+    """What a changing step reports it changed: the paths its result names (how to undo it is for
+    `sb undo`, not for the answer), or its result when it names none."""
+    targets = mentioned_paths(outcome.content)
+    if not targets:
+        return summarise_content(outcome.content)
+    replaced = isinstance(outcome.content, dict) and outcome.content.get("overwrote") is True
+    return ", ".join(targets) + (" (the old file is in the trash)" if replaced else "") + "."
+
+
 def describe_content(outcome: StepOutcome) -> str:
     """What came out of a step: the names it listed, the start of the text it read, or its result."""
     text = result_text(outcome.content)
     if text.strip():
         flat = " ".join(text.split())
-        shown = flat if len(flat) <= QUOTE_CHARS else flat[: QUOTE_CHARS - 1] + "…"
-        return f"{len(flat)} characters of text, starting “{shown}”"
+        if len(flat) <= QUOTE_CHARS:
+            return f"the text “{flat}”"
+        return f"{len(flat)} characters of text, starting “{flat[: QUOTE_CHARS - 1]}…”"
     return summarise_content(outcome.content)
 
 
