@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Container
 
 import grpc
 
@@ -17,6 +18,19 @@ log = logging.getLogger(__name__)
 
 def channel(addr: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(addr)
+
+
+# How old a service's copy of the tool catalogue may get before it asks the tool host again, and how
+# soon a tool name the copy lacks makes it ask again (a copy taken while the tool host was starting
+# lists only the servers that were up; a bogus name must not cause a call per message).
+CATALOGUE_TTL_SECONDS = 30.0
+UNKNOWN_TOOL_RETRY_SECONDS = 2.0
+
+
+def catalogue_stale(loaded_at: float, known: Container[str], tool: str = "") -> bool:
+    """Whether a catalogue copy taken at `loaded_at` (time.monotonic()) should be taken again."""
+    age = time.monotonic() - loaded_at
+    return age > CATALOGUE_TTL_SECONDS or (bool(tool) and tool not in known and age > UNKNOWN_TOOL_RETRY_SECONDS)
 
 
 class ToolHostClient:

@@ -21,7 +21,7 @@ from switchboard import keys
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.paths import PathPolicy
-from switchboard.rpc import ToolHostClient
+from switchboard.rpc import ToolHostClient, catalogue_stale
 from switchboard.secrets import sign_call
 from switchboard.streams import Emit, emit, publish
 from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
@@ -29,7 +29,6 @@ from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-CATALOGUE_TTL_SECONDS = 30.0
 STAGE = "gateway"
 # The tool name an undo approval is signed for (the tool host checks the same).
 UNDO = "undo"
@@ -116,9 +115,10 @@ class Gateway:
         await self.store.add_event(run, "undone", step, "; ".join(actions))
         return run
 
-    async def catalogue(self) -> dict[str, pb.ToolInfo]:
-        """The tool host's tools by name, refreshed every half minute."""
-        if time.monotonic() - self._catalogue_at > CATALOGUE_TTL_SECONDS or not self._catalogue:
+    async def catalogue(self, tool: str = "") -> dict[str, pb.ToolInfo]:
+        """The tool host's tools by name, refreshed every half minute, and sooner when `tool` is not in
+        it (a list taken while the tool host was starting holds only the servers that were up)."""
+        if not self._catalogue or catalogue_stale(self._catalogue_at, self._catalogue, tool):
             try:
                 self._catalogue = {tool.name: tool for tool in await self.toolhost.list_tools()}
                 self._catalogue_at = time.monotonic()
@@ -142,7 +142,7 @@ class Gateway:
         """Apply the confirmation policy to a routed call."""
         call = pb.ToolCall.FromString(envelope.body)
         hops = [*call.hops, keys.PROPOSED]
-        catalogue = await self.catalogue()
+        catalogue = await self.catalogue(call.tool)
         tool = catalogue.get(call.tool)
         needs_confirmation = core.decide(tool) is core.Policy.ASK_PERSON
         changes = frozenset(name for name, info in catalogue.items() if core.decide(info) is core.Policy.ASK_PERSON)

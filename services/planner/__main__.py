@@ -28,12 +28,12 @@ async def main(settings: PlannerSettings) -> None:
 
     planning = Planning(catalogue, settings.path_policy(), model_plan, settings.planner_max_steps)
 
-    async def load_catalogue() -> None:
-        toolhost = ToolHostClient(settings.toolhost_addr)
-        catalogue.load(await toolhost.wait_for_tools())
-        await toolhost.close()
+    toolhost = ToolHostClient(settings.toolhost_addr)
 
-    worker = PlannerWorker(runtime.redis, planning, settings.planner_session_tokens)
+    async def load_catalogue() -> None:
+        catalogue.load(await toolhost.wait_for_tools())
+
+    worker = PlannerWorker(runtime.redis, planning, settings.planner_session_tokens, toolhost.list_tools)
     await runtime.serve(
         lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),
         workers=worker.workers(runtime.instance),

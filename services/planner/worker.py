@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,11 @@ from services.planner.context import (
 from services.planner.state import Done, Finish, PlannedStep, RunOutcome, RunState, StepOrder, StepOutcome, StepState
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
+from switchboard.errors import UpstreamUnavailable
 from switchboard.events import ANSWER, append_event
 from switchboard.failures import fail_run
 from switchboard.paths import PathPolicy
+from switchboard.rpc import catalogue_stale
 from switchboard.streams import Emit, StreamWorker, emit
 from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
@@ -82,6 +85,8 @@ class Catalogue:
     server_words: dict[str, set[str]] = field(default_factory=dict)
     verbs: set[str] = field(default_factory=set)
     mutating: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    loaded_at: float = 0.0  # time.monotonic() of the last load; 0 before the first
 
     def load(self, tools: Iterable[pb.ToolInfo]) -> None:
         tools = list(tools)
@@ -89,6 +94,13 @@ class Catalogue:
             (t.server, t.name.split(".", 1)[-1], t.description) for t in tools
         )
         self.mutating = {t.name for t in tools if t.confirmation_required or t.destructive}
+        self.names = {t.name for t in tools}
+        self.loaded_at = time.monotonic()
+
+    def stale(self, tool: str = "") -> bool:
+        """Whether to ask the tool host again: the list is old, or names a tool it does not know (the
+        tool host lists the servers that are up, so a list taken while it starts can be partial)."""
+        return catalogue_stale(self.loaded_at, self.names, tool)
 
 
 class Planning:
@@ -117,13 +129,32 @@ class Planning:
 
 
 class PlannerWorker:
-    def __init__(self, redis: aioredis.Redis, planning: Planning, session_tokens: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        planning: Planning,
+        session_tokens: int,
+        list_tools: Callable[[], Awaitable[list[pb.ToolInfo]]] | None = None,
+    ) -> None:
         self.redis = redis
         self.planning = planning
         self.session_tokens = session_tokens
+        self.list_tools = list_tools
+
+    async def refresh_catalogue(self, tool: str = "") -> None:
+        """Reload the catalogue when it is stale; keep the old one if the tool host does not answer."""
+        catalogue = self.planning.catalogue
+        if self.list_tools is None or not catalogue.stale(tool):
+            return
+        try:
+            catalogue.load(await self.list_tools())
+        except UpstreamUnavailable as exc:
+            log.warning("tool catalogue not refreshed (%s); using the one from before", exc)
+            catalogue.loaded_at = time.monotonic()  # do not ask again on every message
 
     async def on_turn(self, envelope: Envelope) -> Sequence[Emit]:
         turn = pb.Turn.FromString(envelope.body)
+        await self.refresh_catalogue()
         state = await self._load(turn.run_id)
         if state is not None:  # a redelivered turn: repeat what was decided
             return self._repeat(turn.run_id, state)
@@ -147,6 +178,7 @@ class PlannerWorker:
         if result.step in state.outcomes:
             return self._repeat(result.run_id, state)
         outcome = outcome_from_result(result)
+        await self.refresh_catalogue(outcome.tool)
         core.record(state, outcome)
         STEP_OUTCOMES.labels(stage=STAGE, outcome=outcome.state.value).inc()
         return await self._advance(result.run_id, state)

@@ -14,6 +14,7 @@ from switchboard import keys
 from switchboard.envelope import Envelope
 from switchboard.events import ANSWER
 from switchboard.paths import PathPolicy
+from switchboard.rpc import UNKNOWN_TOOL_RETRY_SECONDS
 from switchboard.streams import Emit, emit
 from switchboard.v1 import switchboard_pb2 as pb
 
@@ -123,3 +124,21 @@ async def test_a_follow_up_turn_is_not_vague_once_the_session_has_history(
     finished(list(await worker.on_result(result("r4", 1, "filesystem.list_dir", listed, path=str(tmp_path)))))
     follow = only_step(list(await worker.on_turn(turn("r5", "extract the text of that PDF", session="s3"))))
     assert json.loads(follow.inputs_json)["paths"][0] == f"{tmp_path}/r.pdf"
+
+
+async def test_a_catalogue_taken_while_the_tool_host_started_is_completed_when_a_tool_is_new(
+    redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    catalogue = Catalogue()
+    catalogue.load(TOOLS[:1])  # the tool host listed only the servers that were up
+    catalogue.loaded_at -= UNKNOWN_TOOL_RETRY_SECONDS + 1  # and that was a moment ago
+
+    async def list_tools() -> list[pb.ToolInfo]:
+        return list(TOOLS)
+
+    worker = PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), 1500, list_tools)
+    only_step(list(await worker.on_turn(turn("r6", f"Write 'hi' to {tmp_path}/a.txt", session="s6"))))
+    written = {"success": True, "path": f"{tmp_path}/a.txt", "undo": [{"kind": "remove_created"}]}
+    end = finished(list(await worker.on_result(result("r6", 1, "filesystem.write_file", written, path="a.txt"))))
+    assert "filesystem.write_file" in catalogue.mutating
+    assert "done (changed)" in end.answer
