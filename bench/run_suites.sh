@@ -19,3 +19,4 @@ $SB bench single --suite bench/suites/single-test.json --out bench/results/singl
 $SB bench chain --suite bench/suites/chain-test.json --out bench/results/chain-test.json
 $SB bench turns --suite bench/suites/chain-test.json --out bench/results/turns-test.json
 $SB bench edge --suite bench/suites/edge-test.json --out bench/results/edge-test.json
+$SB bench args --suite bench/suites/args-test.json --out bench/results/args-test.json

@@ -10,6 +10,8 @@ Suite formats are DESIGN.md's. Nothing is executed: the gateway records each rou
 - `chain`: the step prompts, each ending in a full stop, as one request the planner must decompose; a
   chain passes when its expected tools appear in order among the routed steps (extra steps allowed).
 - `edge`: each prompt is one turn, scored by what was expected of it (see `edge_passed`).
+- `args`: each prompt is one turn; its first step's tool and arguments are scored against the expected
+  tool and values (see `argument_score`), and so is the router's own decision over gRPC.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import httpx
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
-KINDS = ("single", "turns", "chain", "edge")
+KINDS = ("single", "turns", "chain", "edge", "args")
+# The person the suites speak of: "~" in an expected or a routed path means this folder.
+SUITE_HOME = "/home/user"
 
 
 @dataclass
@@ -326,6 +330,117 @@ def run_edge(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
     return {"summary": summary, "results": rows}
 
 
+def comparable(value: Any, home: str = SUITE_HOME) -> Any:
+    """A value as argument scoring compares it: strings lower-cased and stripped, `~` expanded, a
+    trailing slash dropped; lists element by element."""
+    if isinstance(value, list):
+        return [comparable(v, home) for v in value]
+    if isinstance(value, dict):
+        return {str(k).lower(): comparable(v, home) for k, v in value.items()}
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "~" or text.startswith("~/"):
+            text = home + text[1:]
+        if len(text) > 1:
+            text = text.rstrip("/")
+        return text.lower()
+    return value
+
+
+def value_matches(expected: Any, given: Any, home: str = SUITE_HOME) -> bool:
+    """Whether `given` is the value `expected` asks for: strings when one contains the other (after
+    `comparable`), numbers by value, booleans exactly, lists when every expected item is matched,
+    objects when every expected key is there with a matching value."""
+    want, got = comparable(expected, home), comparable(given, home)
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(k in got and value_matches(v, got[k], home) for k, v in want.items())
+    if isinstance(want, list):
+        items = got if isinstance(got, list) else [got]
+        return all(any(value_matches(w, g, home) for g in items) for w in want)
+    if isinstance(want, str):
+        if isinstance(got, list) and len(got) == 1:
+            got = got[0]
+        if not isinstance(got, str):
+            got = json.dumps(got)
+        return bool(want) and bool(got) and (want in got or got in want)
+    if isinstance(want, bool) or isinstance(got, bool):
+        return want is got
+    if isinstance(want, int | float) and isinstance(got, int | float | str):
+        try:
+            return float(got) == float(want)
+        except ValueError:
+            return False
+    return bool(want == got)
+
+
+def argument_score(test: dict[str, Any], tool: str, arguments: dict[str, Any]) -> dict[str, float]:
+    """DESIGN.md's argument-value score of one call: 0.3 × right tool + 0.3 × share of expected keys
+    present + 0.3 × share of the present expected keys with the right value + 0.1 × (1 − 0.25 × keys
+    not expected, floored at 0)."""
+    expected: dict[str, Any] = test["expectedParams"]
+    present = [k for k in expected if k in arguments]
+    right = [k for k in present if value_matches(expected[k], arguments[k])]
+    extra = [k for k in arguments if k not in expected]
+    parts = {
+        "tool": float(tool == test["expectedTool"]),
+        "keys": len(present) / len(expected) if expected else 1.0,
+        "values": len(right) / len(present) if present else 0.0,
+        "no_extra": max(0.0, 1 - 0.25 * len(extra)),
+    }
+    parts["score"] = round(
+        0.3 * parts["tool"] + 0.3 * parts["keys"] + 0.3 * parts["values"] + 0.1 * parts["no_extra"], 4
+    )
+    return parts
+
+
+def run_args(stack: Stack, tests: list[dict[str, Any]]) -> dict[str, Any]:
+    progress = Progress(len(tests), "args")
+    rows = []
+    for test in tests:
+        routed = stack.route(test["prompt"])
+        run, turn_ms = stack.turn(test["prompt"])
+        first = next((s for s in run["steps"] if s["tool"]), None)
+        turn_tool = first["tool"] if first else ""
+        turn_arguments = first["arguments"] if first else {}
+        rows.append(
+            {
+                "id": test["id"],
+                "category": test.get("category", ""),
+                "prompt": test["prompt"],
+                "expected": test["expectedTool"],
+                "expected_params": test["expectedParams"],
+                "routed": routed.tool,
+                "arguments": routed.arguments,
+                "route": argument_score(test, routed.tool, routed.arguments),
+                "turn_tool": turn_tool,
+                "turn_arguments": turn_arguments,
+                "turn_status": run["status"],
+                "turn": argument_score(test, turn_tool, turn_arguments),
+                "route_ms": round(routed.route_ms, 1),
+                "turn_ms": round(turn_ms, 1),
+            }
+        )
+        progress.step()
+
+    def mean(part: str, where: str) -> float:
+        return round(sum(r[where][part] for r in rows) / max(1, len(rows)), 4)
+
+    summary = {
+        "tests": len(rows),
+        "composite": mean("score", "turn"),
+        "tool_accuracy": mean("tool", "turn"),
+        "key_recall": mean("keys", "turn"),
+        "value_accuracy": mean("values", "turn"),
+        "no_extra_keys": mean("no_extra", "turn"),
+        "route_composite": mean("score", "route"),
+        "route_p50_ms": percentile([r["route_ms"] for r in rows], 0.5),
+        "route_p95_ms": percentile([r["route_ms"] for r in rows], 0.95),
+        "p50_ms": percentile([r["turn_ms"] for r in rows], 0.5),
+        "p95_ms": percentile([r["turn_ms"] for r in rows], 0.95),
+    }
+    return {"summary": summary, "results": rows}
+
+
 def run_suite(kind: str, suite: Path, out: Path, endpoints: Endpoints, turns: bool = True) -> dict[str, Any]:
     """Run one suite and write `{"kind", "suite", "summary", "results"}` to `out`."""
     tests = json.loads(suite.read_text(encoding="utf-8"))
@@ -337,6 +452,7 @@ def run_suite(kind: str, suite: Path, out: Path, endpoints: Endpoints, turns: bo
         "turns": lambda: run_chains(stack, tests, as_turns=True),
         "chain": lambda: run_chains(stack, tests, as_turns=False),
         "edge": lambda: run_edge(stack, tests),
+        "args": lambda: run_args(stack, tests),
     }
     result = {"kind": kind, "suite": str(suite), "k": endpoints.k, **runners[kind]()}
     out.parent.mkdir(parents=True, exist_ok=True)

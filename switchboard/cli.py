@@ -16,6 +16,7 @@ import grpc
 import httpx
 from pydantic import Field
 
+from switchboard.bench import KINDS
 from switchboard.settings import CommonSettings
 
 EXIT_FAILED = 1
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="run an accuracy suite through the running stack (dry run)")
-    bench.add_argument("kind", choices=["single", "turns", "chain", "edge"])
+    bench.add_argument("kind", choices=list(KINDS))
     bench.add_argument("--suite", type=Path, required=True, help="suite JSON (format in DESIGN.md)")
     bench.add_argument("--out", type=Path, required=True, help="where to write the results JSON")
     bench.add_argument("--k", type=int, default=15, help="candidates the filter returns (default 15)")

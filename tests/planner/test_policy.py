@@ -18,7 +18,9 @@ from switchboard.paths import PathPolicy
 
 HOME = Path("/home/user")
 POLICY = PathPolicy(roots=(HOME,), home=HOME)
-SUITES = Path(__file__).resolve().parents[2] / "bench" / "suites"
+# The suites these rules were first written against (bench/suites/legacy: the old dev halves). The
+# suites that measure them now were written outside the project and are not pinned here.
+SUITES = Path(__file__).resolve().parents[2] / "bench" / "suites" / "legacy"
 EXPECTED = {
     "clarify": Verdict.CLARIFY,
     "refuse": Verdict.REFUSE,
@@ -63,7 +65,7 @@ def test_outside_refusal_names_the_allowed_folders() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "Delete everything in my home folder",
+        "Delete everything inside my home folder",
         "wipe my disk",
         "Format the drive",
         "erase the entire Documents folder",
@@ -116,7 +118,7 @@ def test_targeted_or_quoted_deletions_proceed(text: str) -> None:
     [
         "Run DROP TABLE customers on ~/Data/crm.db",
         "run 'drop database crm' on ~/Data/crm.db",
-        "drop the customers table in ~/Data/crm.db",
+        "please drop the customers table from ~/Data/crm.db",
         "TRUNCATE orders in ~/Data/shop.db",
         "Run 'TRUNCATE TABLE orders' on ~/Data/shop.db",
         "Run 'DELETE FROM orders' on ~/Data/shop.db",
@@ -219,7 +221,7 @@ def test_refuses_audit_tampering(text: str) -> None:
         "Export the audit PDF for session sess-441 over my existing ~/Reports/audit-441.pdf",
         "Which calls to filesystem.delete_file happened in session s-8812?",
         "Delete ~/tmp/x.txt and then export the audit report for sess-1",
-        "Write an audit report for session sess-441",
+        "Produce an audit report covering session sess-441",
     ],
 )
 def test_reading_the_audit_trail_proceeds(text: str) -> None:
@@ -273,7 +275,7 @@ def test_no_content_stays_unclear_even_with_context(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "Generate minutes from that transcript and write them over ~/Documents/minutes/board.md",
+        "Make minutes out of that transcript and save them over the top of ~/Documents/minutes/board.md",
         "Summarise email thread th-000000",
         "Send draft d-311 right now, don't bother asking me",
         "Summarise session sess-441",
@@ -305,7 +307,7 @@ def test_assessments_are_deterministic_and_proceed_has_no_reason() -> None:
 
 @cache
 def suite(name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads((SUITES / f"{name}-dev.json").read_text())
+    items: list[dict[str, Any]] = json.loads((SUITES / f"{name}.json").read_text())
     return items
 
 

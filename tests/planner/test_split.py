@@ -7,7 +7,9 @@ import pytest
 
 from services.planner.split import Segment, split_request
 
-SUITES = Path(__file__).resolve().parents[2] / "bench" / "suites"
+# The suites these rules were first written against (bench/suites/legacy: the old dev halves). The
+# suites that measure them now were written outside the project and are not pinned here.
+SUITES = Path(__file__).resolve().parents[2] / "bench" / "suites" / "legacy"
 
 
 def texts(request: str, verbs: tuple[str, ...] = ()) -> list[str]:
@@ -207,7 +209,7 @@ def test_then_that_closes_a_condition_or_names_a_time_is_not_a_boundary() -> Non
 
 def test_a_connective_word_that_is_not_opening_a_clause_stays() -> None:
     assert texts("Next week, schedule a review with Ana") == ["Next week, schedule a review with Ana"]
-    assert texts("Create a task for the first action item") == ["Create a task for the first action item"]
+    assert texts("Add a task for the first of those action items") == ["Add a task for the first of those action items"]
     assert texts("Capture my screen so I can OCR it afterwards") == ["Capture my screen so I can OCR it afterwards"]
     assert texts("Scan ~/Shared for personal data, then for secrets") == [
         "Scan ~/Shared for personal data, then for secrets"
@@ -447,7 +449,7 @@ def _join_steps(prompts: list[str], style: str) -> str:
 @pytest.mark.parametrize("style", ["sentences", "comma then", "and then"])
 def test_chain_dev_requests_split_back_into_their_steps(style: str) -> None:
     # Measured when written: 23/23 chains give the right count and the same words in every style.
-    chains = json.loads((SUITES / "chain-dev.json").read_text())
+    chains = json.loads((SUITES / "chain.json").read_text())
     right_count = same_words = 0
     for chain in chains:
         prompts = [step["prompt"] for step in chain["steps"]]
@@ -462,7 +464,7 @@ def test_chain_dev_requests_split_back_into_their_steps(style: str) -> None:
 def test_single_dev_requests_are_rarely_split() -> None:
     # Measured when written: 107/116 stay whole. The rest are questions followed by a request in a new
     # sentence, or truly two actions ("fill out X ..., and save it as Y").
-    items = json.loads((SUITES / "single-dev.json").read_text())
+    items = json.loads((SUITES / "single.json").read_text())
     whole = sum(len(split_request(item["prompt"])) == 1 for item in items)
     assert whole / len(items) >= 0.9
 

@@ -240,7 +240,7 @@ def test_stated_numbers_fill_counts_and_durations() -> None:
     slots = tool("calendar.find_free_slots", {"date": STRING, "min_duration_minutes": {"type": "integer"}})
     assert fill(slots, "a 90-minute gap on 2026-03-20") == {"date": "2026-03-20", "min_duration_minutes": 90}
     table = tool("ocr.extract_table", {"path": STRING, "page": {"anyOf": [{"type": "integer"}, {"type": "null"}]}})
-    assert fill(table, "the table on page 4 of ~/scan.pdf") == {"path": "~/scan.pdf", "page": 4}
+    assert fill(table, "the grid on page 7 of ~/scan.pdf") == {"path": "~/scan.pdf", "page": 7}
 
 
 def test_numbers_are_not_read_from_paths_dates_or_ids() -> None:

@@ -153,7 +153,7 @@ def test_a_verb_many_candidates_start_with_names_none_of_them() -> None:
         candidate("document.create_pdf", 0.5, "path"),
         candidate("document.create_docx", 0.5, "path"),
     ]
-    assert named_by_the_words("Create ~/notes/ideas.md with the text 'x'", crowded) is None
+    assert named_by_the_words("Create ~/notes/ideas.md holding the text 'x'", crowded) is None
 
 
 def test_an_id_in_the_words_picks_the_tool_that_takes_it() -> None:

@@ -2,7 +2,15 @@
 
 import pytest
 
-from switchboard.bench import edge_passed, longest_in_order, observed_behaviour, percentile, rate
+from switchboard.bench import (
+    argument_score,
+    edge_passed,
+    longest_in_order,
+    observed_behaviour,
+    percentile,
+    rate,
+    value_matches,
+)
 
 
 def test_chain_steps_match_in_order_with_extra_steps_allowed() -> None:
@@ -58,3 +66,29 @@ def test_percentile_and_rate() -> None:
     assert percentile([5.0, 1.0, 3.0], 0.5) == 3.0
     assert percentile([], 0.95) == 0.0
     assert rate([True, False, True, True]) == 0.75
+
+
+def test_argument_values_compare_as_design_says() -> None:
+    assert value_matches("~/Documents/a.pdf", "/home/user/Documents/a.pdf")
+    assert value_matches("~/Downloads/", "/home/user/Downloads")
+    assert value_matches("Quarterly Review", "quarterly review with Dana")
+    assert not value_matches("Quarterly Review", "")
+    assert value_matches(120, "120") and not value_matches(120, 90)
+    assert value_matches(True, True) and not value_matches(True, 1)
+    assert value_matches(["a.pdf", "b.pdf"], ["/x/b.pdf", "/x/a.pdf"])
+    assert not value_matches(["a.pdf", "c.pdf"], ["/x/a.pdf"])
+    assert value_matches({"name": "Dana"}, {"name": "Dana Smith", "age": 3})
+    assert not value_matches({"name": "Dana"}, "Dana")
+
+
+def test_argument_score_weights_tool_keys_values_and_extras() -> None:
+    test = {
+        "expectedTool": "calendar.create_event",
+        "expectedParams": {"title": "Dentist", "start": "2026-12-03T14:00:00"},
+    }
+    perfect = argument_score(test, "calendar.create_event", {"title": "Dentist", "start": "2026-12-03T14:00:00"})
+    assert perfect["score"] == 1.0
+    half = argument_score(test, "calendar.create_event", {"title": "Dentist", "location": "x", "end": "y"})
+    # tool 0.3 + keys 0.3 × 1/2 + values 0.3 × 1/1 + no_extra 0.1 × (1 − 0.5)
+    assert half["score"] == round(0.3 + 0.15 + 0.3 + 0.05, 4)
+    assert argument_score(test, "task.create_task", {})["score"] == 0.1

@@ -299,7 +299,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
 
         The database is opened read-only: INSERT, UPDATE, DELETE, CREATE, PRAGMA and ATTACH are refused.
         At most 500 rows are returned. To add a table use data.write_sqlite; to list a database's tables
-        run SELECT name FROM sqlite_master WHERE type = 'table'.
+        run SELECT name FROM main.sqlite_master WHERE type = 'table'.
         """
         statement = _single_select(query)
         db = existing_file(resolve(db_path), db_path)
@@ -573,7 +573,7 @@ def _query_error(exc: sqlite3.Error | sqlite3.Warning, conn: sqlite3.Connection)
     if "interrupted" in text:
         return f"The query ran longer than {QUERY_TIME_LIMIT_SECONDS:.0f} s and was stopped. Add a WHERE or LIMIT."
     if "no such table" in text:
-        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
+        tables = [row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type IN ('table', 'view')")]
         return f"SQLite: {text}. Tables in this database: {', '.join(tables) or 'none'}."
     return f"SQLite rejected the query: {text}. Check the table and column names and the SQL syntax."
 

@@ -658,7 +658,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
         body: Annotated[str, Field(description="The message text (Markdown is fine; it is sent as plain text).")],
         cc: Annotated[list[str] | None, Field(description="Addresses to copy in. Omit for none.")] = None,
     ) -> DraftCreated:
-        """Write an email and save it as a draft; nothing is sent. Returns the draft id and a preview.
+        """Compose an email and keep it as a draft; nothing is sent. Returns the draft id and a preview.
 
         Sending is a separate step: email.send_draft with the draft id. To see saved drafts use
         email.list_drafts; to find someone's address in past mail use email.search_emails.

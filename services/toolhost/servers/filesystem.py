@@ -292,8 +292,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
     ) -> MoveResult:
         """Move or rename a file (or folder). Never overwrites: the destination must not exist yet.
 
-        Use this to rename, or to move files into another folder. To keep the original where it
-        is, use copy_file. To get rid of a file, use delete_file.
+        Use this to rename, or to move files into another folder. To leave the original in
+        place, use copy_file. To get rid of a file, use delete_file.
         """
         src = resolve(source, follow_last=False)
         if not src.is_symlink() and not src.exists():
