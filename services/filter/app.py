@@ -9,13 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from services.filter.core import Encoder, Ranked, ToolEntry, ToolIndex, catalogue_digest
+from services.filter.core import DENSE_WEIGHT, Encoder, Ranked, ToolEntry, ToolIndex, catalogue_digest, no_tool_fits
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import ConfigurationError, UpstreamUnavailable
+from switchboard.failures import NO_TOOL_FITS
 from switchboard.rpc import ToolHostClient
 from switchboard.streams import Emit, emit
-from switchboard.telemetry import STEP_OUTCOMES
+from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def candidates(ranked: list[Ranked]) -> list[pb.Candidate]:
             score=r.score,
             description=r.tool.description,
             input_schema_json=r.tool.input_schema_json,
+            similarity=r.dense,
         )
         for r in ranked
     ]
@@ -52,16 +54,24 @@ def load_examples(path: Path) -> dict[str, list[str]]:
 
 class ToolFilter:
     def __init__(
-        self, encode: Encoder, toolhost: ToolHostClient, k: int, examples: dict[str, list[str]] | None = None
+        self,
+        encode: Encoder,
+        toolhost: ToolHostClient,
+        k: int,
+        examples: dict[str, list[str]] | None = None,
+        min_similarity: float = -1.0,
+        dense_weight: float = DENSE_WEIGHT,
     ) -> None:
         self.encode = encode
         self.toolhost = toolhost
         self.k = k
         self.examples = examples or {}
+        self.min_similarity = min_similarity
+        self.dense_weight = dense_weight
         self.index: ToolIndex | None = None
 
     def _build(self, tools: list[ToolEntry]) -> ToolIndex:
-        return ToolIndex(self.encode, tools, self.examples)
+        return ToolIndex(self.encode, tools, self.examples, self.dense_weight)
 
     async def build(self) -> None:
         """Wait for the catalogue and build the index from it."""
@@ -83,9 +93,15 @@ class ToolFilter:
                 log.info("tool index rebuilt: %d tools", len(tools))
 
     async def rank(self, text: str, k: int | None = None) -> list[Ranked]:
+        """The candidates for `text`, best first; none when no tool is similar enough to it ("no tool
+        fits": the router then asks what the person wants instead of calling something unrelated)."""
         if self.index is None:
             raise UpstreamUnavailable("the tool index is not built yet")
-        return await asyncio.to_thread(self.index.rank, text, k or self.k)
+        ranked = await asyncio.to_thread(self.index.rank, text, k or self.k)
+        if no_tool_fits(ranked, self.min_similarity):
+            FAILURE_MODES.labels(stage=STAGE, mode=NO_TOOL_FITS).inc()
+            return []
+        return ranked
 
     async def on_step(self, envelope: Envelope) -> Sequence[Emit]:
         step = pb.Step.FromString(envelope.body)

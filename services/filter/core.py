@@ -28,7 +28,8 @@ from switchboard.extract import retrieval_text
 
 Encoder = Callable[[list[str]], np.ndarray]
 
-DENSE_WEIGHT = 0.65
+# Set on the dev halves with the trained encoder (docs/benchmarks.md); 0.65 suited the base encoder.
+DENSE_WEIGHT = 0.8
 SERVER_FIRST = 1  # how many of the most likely servers contribute all their tools to the candidates
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -60,6 +61,11 @@ def tool_document(tool: ToolEntry) -> str:
     """The text a tool is embedded as: its name in words, then its description's first paragraph."""
     words = tool.name.replace(".", " ").replace("_", " ")
     return f"{words}. {tool.description.strip().split(chr(10) + chr(10))[0]}"
+
+
+def dense_text(text: str) -> str:
+    """A text as the encoder reads it, in the index and in training alike: paths and addresses dropped."""
+    return retrieval_text(text, keep_file_types=False)
 
 
 def tokens(text: str) -> list[str]:
@@ -130,7 +136,7 @@ class ToolIndex:
         owners: list[int] = []
         for i, tool in enumerate(self.tools):
             for text in (tool_document(tool), *examples.get(tool.name, ())):
-                texts.append(retrieval_text(text, keep_file_types=False))
+                texts.append(dense_text(text))
                 owners.append(i)
         self.owners = np.array(owners)
         self.matrix = _normalise(encode(texts))
@@ -145,7 +151,7 @@ class ToolIndex:
 
     def scores(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fused, dense and lexical scores of every tool for `text`."""
-        query = _normalise(self.encode([retrieval_text(text, keep_file_types=False)]))[0]
+        query = _normalise(self.encode([dense_text(text)]))[0]
         similarities = self.matrix @ query
         dense = np.full(len(self.tools), -1.0, dtype=np.float32)
         np.maximum.at(dense, self.owners, similarities)
@@ -161,6 +167,12 @@ class ToolIndex:
         order = [int(i) for i in np.argsort(-fused, kind="stable")]
         chosen = server_first_order(order, [t.server for t in self.tools], k, self.server_first)
         return [Ranked(self.tools[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in chosen]
+
+
+def no_tool_fits(ranked: Sequence[Ranked], min_similarity: float) -> bool:
+    """Whether even the closest tool is further from the request than `min_similarity` (cosine): the
+    request asks for something no tool does, or says too little to tell."""
+    return not ranked or max(r.dense for r in ranked) < min_similarity
 
 
 def server_first_order(order: list[int], servers: list[str], k: int, top_servers: int) -> list[int]:

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from services.filter.core import Bm25, ToolEntry, ToolIndex, catalogue_digest, server_first_order, tokens
+from services.filter.core import (
+    Bm25,
+    Ranked,
+    ToolEntry,
+    ToolIndex,
+    catalogue_digest,
+    no_tool_fits,
+    server_first_order,
+    tokens,
+)
 
 VOCAB = ["list", "folder", "files", "read", "file", "contents", "delete", "remove"]
 
@@ -59,3 +68,11 @@ def test_server_first_makes_room_for_the_likely_servers_tools() -> None:
     servers = ["fs", "cal", "cal", "fs", "fs"]
     assert server_first_order(order, servers, k=3, top_servers=1) == [0, 3, 4]
     assert server_first_order(order, servers, k=3, top_servers=2) == [0, 1, 2]
+
+
+def test_no_tool_fits_when_every_tool_is_far_from_the_request() -> None:
+    tool = ToolEntry("fs.list_dir", "fs", "List a folder.")
+    near, far = Ranked(tool, 0.9, dense=0.62), Ranked(tool, 0.9, dense=0.21)
+    assert no_tool_fits([far], 0.4) and not no_tool_fits([far, near], 0.4)
+    assert no_tool_fits([], 0.4)
+    assert not no_tool_fits([far], -1.0)  # the check switched off
