@@ -202,7 +202,9 @@ class Gateway:
         )
 
     def _settled(self, run: pb.Run, step: pb.StepRecord, status: pb.StepStatus) -> Emit:
-        """A result for a step that will not run, so the planner can finish the run."""
+        """A result for a step that will not run, so the planner can finish the run (or go on, with the
+        result of the earlier step a repeated read reuses)."""
+        reused = core.reused_result(run, step)
         reasons = {
             pb.STEP_STATUS_SKIPPED: "dry run: the call was routed, not executed",
             pb.STEP_STATUS_REJECTED: step.error or "rejected by the person",
@@ -215,6 +217,7 @@ class Gateway:
             tool=step.tool,
             arguments_json=step.arguments_json,
             status=status,
+            content_json=reused,
             error=reasons.get(status, ""),
             hops=list(step.hops),
             session_id=run.session_id,

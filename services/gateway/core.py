@@ -62,7 +62,8 @@ def judge_proposal(
 ) -> tuple[pb.StepStatus, str, str]:
     """What becomes of a routed call: its step status, the event kind, and the reason to record ('' to
     keep the router's). In order: the router could not fill it; it names a path no tool may touch; it
-    repeats an earlier step with nothing changed since; a dry run; a change that waits for a person;
+    repeats an earlier step with nothing changed since (a read reuses that step's result, anything else
+    fails); a dry run; a change that waits for a person;
     a read that runs at once."""
     if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
         return pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification", ""
@@ -71,6 +72,11 @@ def judge_proposal(
         return pb.STEP_STATUS_REJECTED, "refused", f"Refused: {refusal}"
     repeat = repeated_call(run, call, changes) if call.tool else 0
     if repeat:
+        earlier = step_record(run, repeat)
+        if call.tool not in changes and earlier.status in (pb.STEP_STATUS_SUCCEEDED, pb.STEP_STATUS_SKIPPED):
+            # The same read with nothing changed since has the same answer: the step takes the earlier
+            # step's result instead of running the tool again ("read X, then show me X").
+            return earlier.status, "reused_result", f"the same call as step {repeat}: its result is reused"
         reason = (
             f"{REPEATED_CALL}: step {repeat} already called {call.tool} with the same arguments and nothing has "
             "changed since, so it was not run again"
@@ -102,6 +108,25 @@ def repeated_call(run: pb.Run, call: pb.ToolCall, changes: frozenset[str]) -> in
         ):
             repeat = record.number
     return repeat
+
+
+def reused_result(run: pb.Run, step: pb.StepRecord) -> str:
+    """The result a step that repeats an earlier read takes over: that step's result ('' if none).
+
+    Only a step judged `reused_result` settles as succeeded without running, so a succeeded step that
+    reaches this has its twin among the earlier steps."""
+    if step.status != pb.STEP_STATUS_SUCCEEDED:
+        return ""
+    wanted = _canonical(step.arguments_json)
+    for record in sorted(run.steps, key=lambda r: r.number, reverse=True):
+        if (
+            record.number < step.number
+            and record.tool == step.tool
+            and record.status == pb.STEP_STATUS_SUCCEEDED
+            and _canonical(record.arguments_json) == wanted
+        ):
+            return record.result_json
+    return ""
 
 
 def _canonical(arguments_json: str) -> str:

@@ -33,7 +33,9 @@ async def main(settings: PlannerSettings) -> None:
     async def load_catalogue() -> None:
         catalogue.load(await toolhost.wait_for_tools())
 
-    worker = PlannerWorker(runtime.redis, planning, settings.planner_session_tokens, toolhost.list_tools)
+    worker = PlannerWorker(
+        runtime.redis, planning, settings.planner_session_tokens, toolhost.list_tools, settings.planner_session_memory
+    )
     await runtime.serve(
         lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),
         workers=worker.workers(runtime.instance),

@@ -24,3 +24,7 @@ class PlannerSettings(CommonSettings):
         ge=100,
         description="Token budget of a session's remembered turns before the oldest are summarised.",
     )
+    planner_session_memory: bool = Field(
+        True,
+        description="Let a turn see its session's earlier turns (references, paths); off only for ablations.",
+    )

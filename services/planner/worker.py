@@ -135,11 +135,13 @@ class PlannerWorker:
         planning: Planning,
         session_tokens: int,
         list_tools: Callable[[], Awaitable[list[pb.ToolInfo]]] | None = None,
+        session_memory: bool = True,
     ) -> None:
         self.redis = redis
         self.planning = planning
         self.session_tokens = session_tokens
         self.list_tools = list_tools
+        self.session_memory = session_memory
 
     async def refresh_catalogue(self, tool: str = "") -> None:
         """Reload the catalogue when it is stale; keep the old one if the tool host does not answer."""
@@ -158,7 +160,7 @@ class PlannerWorker:
         state = await self._load(turn.run_id)
         if state is not None:  # a redelivered turn: repeat what was decided
             return self._repeat(turn.run_id, state)
-        history = await self._session(turn.session_id)
+        history = await self._session(turn.session_id) if self.session_memory else SessionMemory()
         assessment = self.planning.assess(turn.text, has_context=not history.empty)
         if assessment.verdict is not policy.Verdict.PROCEED:
             outcome = OUTCOME_OF_VERDICT[assessment.verdict]

@@ -17,9 +17,12 @@ from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 async def main(settings: RouterSettings) -> None:
     runtime = ServiceRuntime("router", settings)
-    router = ToolRouter(
-        LocalModel(settings.router_model, n_threads=settings.router_threads or None), settings.router_fusion
+    model = (
+        LocalModel(settings.router_model, n_threads=settings.router_threads or None)
+        if settings.router_use_model
+        else None
     )
+    router = ToolRouter(model, settings.router_fusion)
     await runtime.serve(
         lambda server: pb_grpc.add_RouterServicer_to_server(RouterServicer(router), server),
         workers=[

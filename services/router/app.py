@@ -58,7 +58,7 @@ def schema_grammar(schema: dict[str, Any]) -> str:
 
 
 class ToolRouter:
-    def __init__(self, model: core.ChoiceModel, fusion: bool = True) -> None:
+    def __init__(self, model: core.ChoiceModel | None, fusion: bool = True) -> None:
         self.model = model
         self.fusion = fusion
 

@@ -186,7 +186,10 @@ def route(
     """
     if not candidates:
         return RouteDecision("", {}, True, "no tool matches this request; say what you want done", 0.0)
-    chosen, how = choose_tool(text, candidates, model, context, fusion)
+    # The tool comes from the step's own words; the context (earlier results, the session) only helps
+    # fill arguments. Shown to the model while it chooses, it pulls a follow-up back to the tools of
+    # the turn before ("session drift").
+    chosen, how = choose_tool(text, candidates, model, fusion)
     arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs)
     confidence = round(float(chosen.score), 4)
     if missing:
@@ -204,7 +207,7 @@ def tie_set(candidates: list[CandidateTool]) -> list[CandidateTool]:
 
 
 def choose_tool(
-    text: str, candidates: list[CandidateTool], model: ChoiceModel | None, context: str = "", fusion: bool = True
+    text: str, candidates: list[CandidateTool], model: ChoiceModel | None, fusion: bool = True
 ) -> tuple[CandidateTool, str]:
     """The tool to call, and how it was decided."""
     if fusion:
@@ -214,7 +217,7 @@ def choose_tool(
     close = tie_set(candidates) if fusion else candidates[:SHORTLIST]
     if len(close) == 1 or model is None:
         return candidates[0], "retrieval"
-    picked = model.choose(selection_prompt(text, close, context), [c.name for c in close])
+    picked = model.choose(selection_prompt(text, close), [c.name for c in close])
     chosen = next((c for c in close if c.name == picked), close[0])
     return chosen, f"model, among {len(close)} near-tied candidates"
 
@@ -286,14 +289,11 @@ def takes_id(tool: CandidateTool, kinds: list[str]) -> bool:
     return any(p.startswith(k) or k.startswith(p) for p in prefixes for k in kinds)
 
 
-def selection_prompt(text: str, shortlist: list[CandidateTool], context: str = "") -> str:
+def selection_prompt(text: str, shortlist: list[CandidateTool]) -> str:
     """The prompt for picking a tool: the request and one line per candidate."""
     lines = "\n".join(f"- {c.name}: {first_sentence(c.description)}" for c in shortlist)
     system = "You pick the single tool that carries out the user's request. Reply with the tool name only."
-    user = f"Tools:\n{lines}\n\nRequest: {text}"
-    if context:
-        user = f"Earlier results:\n{context}\n\n{user}"
-    return chat_prompt(system, user)
+    return chat_prompt(system, f"Tools:\n{lines}\n\nRequest: {text}")
 
 
 def fill_arguments(

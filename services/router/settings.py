@@ -14,4 +14,7 @@ class RouterSettings(CommonSettings):
     router_fusion: bool = Field(
         True, description="Let retrieval decide clear cases (the default); false lets the model pick among the top 5."
     )
+    router_use_model: bool = Field(
+        True, description="Ask the model to break near-ties and fill open values; false routes on retrieval alone."
+    )
     router_threads: int = Field(0, ge=0, description="llama.cpp threads; 0 means one per core.")

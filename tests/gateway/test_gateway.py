@@ -107,15 +107,17 @@ async def test_a_call_naming_a_path_outside_the_roots_is_refused_before_anyone_i
     assert (await gateway.get_run(run.run_id)).steps[0].status == pb.STEP_STATUS_REJECTED
 
 
-async def test_an_identical_call_is_not_run_twice_unless_something_changed_in_between(served) -> None:  # noqa: ANN001
+async def test_an_identical_read_reuses_the_earlier_result_unless_something_changed_in_between(served) -> None:  # noqa: ANN001
     gateway, _ = served
-    run = await gateway.submit("List /tmp twice")
+    run = await gateway.submit("List /tmp, then show me what /tmp holds")
+    listing = [{"name": "a.txt"}]
     await gateway.on_proposal(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}))
-    await gateway.on_result(settled(run.run_id, 1, "filesystem.list_dir", {"path": "/tmp"}))
+    await gateway.on_result(settled(run.run_id, 1, "filesystem.list_dir", {"path": "/tmp"}, listing))
     [again] = await gateway.on_proposal(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}, step=2))
     result = pb.StepResult.FromString(again.envelope.body)
-    assert again.stream == keys.RESULTS and result.status == pb.STEP_STATUS_FAILED
-    assert result.error.startswith("repeated call: step 1")
+    # Not run again, and not a failure: the step takes step 1's result.
+    assert again.stream == keys.RESULTS and result.status == pb.STEP_STATUS_SUCCEEDED
+    assert json.loads(result.content_json) == listing and not result.error
     # After a change, the same read is a new question.
     await gateway.on_proposal(proposal(run.run_id, "filesystem.delete_file", {"path": "/tmp/x"}, step=3))
     await gateway.on_result(settled(run.run_id, 3, "filesystem.delete_file", {"path": "/tmp/x"}))
@@ -123,9 +125,34 @@ async def test_an_identical_call_is_not_run_twice_unless_something_changed_in_be
     assert fresh.stream == keys.APPROVED
 
 
-def settled(run_id: str, step: int, tool: str, arguments: dict) -> Envelope:
+async def test_an_identical_call_after_a_failure_is_not_made_again(served) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("Read /tmp/missing.txt twice")
+    await gateway.on_proposal(proposal(run.run_id, "filesystem.read_file", {"path": "/tmp/missing.txt"}))
+    failed = pb.StepResult(
+        run_id=run.run_id,
+        step=1,
+        tool="filesystem.read_file",
+        arguments_json=json.dumps({"path": "/tmp/missing.txt"}),
+        status=pb.STEP_STATUS_FAILED,
+        error="no such file",
+    )
+    await gateway.on_result(emit(keys.RESULTS, run.run_id, 1, "k", failed.SerializeToString()).envelope)
+    [again] = await gateway.on_proposal(
+        proposal(run.run_id, "filesystem.read_file", {"path": "/tmp/missing.txt"}, step=2)
+    )
+    result = pb.StepResult.FromString(again.envelope.body)
+    assert result.status == pb.STEP_STATUS_FAILED and result.error.startswith("repeated call: step 1")
+
+
+def settled(run_id: str, step: int, tool: str, arguments: dict, content: object = None) -> Envelope:
     result = pb.StepResult(
-        run_id=run_id, step=step, tool=tool, arguments_json=json.dumps(arguments), status=pb.STEP_STATUS_SUCCEEDED
+        run_id=run_id,
+        step=step,
+        tool=tool,
+        arguments_json=json.dumps(arguments),
+        status=pb.STEP_STATUS_SUCCEEDED,
+        content_json=json.dumps(content) if content is not None else "",
     )
     return emit(keys.RESULTS, run_id, step, f"{run_id}:{step}:toolhost", result.SerializeToString()).envelope
 

@@ -238,3 +238,21 @@ def test_a_failed_step_is_retried_once_with_the_tool_hosts_correction(stack: Sta
     assert first["status"] == "failed" and "Did you mean" in first["error"]
     assert retry["status"] == "succeeded" and Path(retry["arguments"]["path"]) == workspace / "papers" / "solar.pdf"
     assert "21 percent" in run["answer"] and "retry" in run["answer"]
+
+
+def test_a_request_no_tool_serves_asks_back_instead_of_calling_something(stack: Stack) -> None:
+    # No refusal rule or vague-request rule covers this; the filter finds no tool close enough.
+    run = json.loads(stack.sb("ask", "--json", "--wait", "Recommend a good pizza place near the harbour").stdout)
+    assert run["status"] == "needs_clarification", run
+    assert all(not step["tool"] for step in run["steps"]), run["steps"]
+
+
+def test_reading_the_same_file_twice_reuses_the_first_result(stack: Stack, workspace: Path) -> None:
+    path = workspace / "alpha.txt"
+    run = json.loads(stack.sb("ask", "--json", "--wait", f"Read {path}, then show me what {path} says").stdout)
+    assert run["status"] == "answered", run["answer"]
+    first, second = run["steps"]
+    assert first["tool"] == second["tool"] == "filesystem.read_file", run["steps"]
+    assert first["status"] == second["status"] == "succeeded"
+    assert second["result"] == first["result"]
+    assert "contents of alpha.txt" in run["answer"]
