@@ -7,7 +7,7 @@ No stack is needed: the tool catalogue is read in-process from the MCP servers a
 exactly as the filter builds it. For a single suite every prompt counts; for a chain suite every step
 prompt does. Prints top-1 accuracy, the filter hit rate at K (the expected tool among the candidates the
 router gets), the mean reciprocal rank of the fused ranking, and the same for dense scores alone.
-`--dense-weight` and `--no-examples` are there for the ablations in docs/benchmarks.md.
+`--dense-weight`, `--no-examples` and `--no-generated` are there for the ablations in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.filter.app import load_examples  # noqa: E402
+from services.filter.app import load_examples, load_generated, merge_examples  # noqa: E402
 from services.filter.core import DENSE_WEIGHT, ToolEntry, ToolIndex  # noqa: E402
 from services.filter.settings import FilterSettings  # noqa: E402
 from services.toolhost.catalogue import read_catalogue  # noqa: E402
@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--encoder", type=Path, default=FilterSettings().embedding_model)
     parser.add_argument("--k", type=int, default=15)
     parser.add_argument("--dense-weight", type=float, default=DENSE_WEIGHT)
-    parser.add_argument("--no-examples", action="store_true")
+    parser.add_argument("--no-examples", action="store_true", help="leave out examples.yaml")
+    parser.add_argument("--no-generated", action="store_true", help="leave out the encoder's generated requests")
+    parser.add_argument("--generated-from", type=Path, help="take the generated requests of another encoder folder")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,7 +67,10 @@ def main() -> None:
 
     tools = [ToolEntry(s.name, s.server, s.description) for s in asyncio.run(read_catalogue())]
     examples = {} if args.no_examples else load_examples(FilterSettings().filter_examples)
-    index = ToolIndex(encode, tools, examples, dense_weight=args.dense_weight)
+    generated, vectors = ({}, {}) if args.no_generated else load_generated(args.generated_from or args.encoder)
+    if args.generated_from:
+        vectors = {}  # embedded by the encoder under test, not by the one that made them
+    index = ToolIndex(encode, tools, merge_examples(examples, generated), args.dense_weight, known_vectors=vectors)
     names = [t.name for t in tools]
     cases = [p for suite in args.suite for p in prompts(json.loads(suite.read_text()))]
     top1 = hits = mrr = dense_top1 = dense_mrr = 0.0

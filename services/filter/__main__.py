@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from services.filter.app import ToolFilter, load_examples
+from services.filter.app import ToolFilter, load_examples, load_generated, merge_examples
 from services.filter.server import FilterServicer
 from services.filter.settings import FilterSettings
 from switchboard import keys
@@ -33,13 +33,15 @@ def load_encoder(settings: FilterSettings):  # noqa: ANN201 - an Encoder
 
 async def main(settings: FilterSettings) -> None:
     runtime = ServiceRuntime("filter", settings)
+    generated, vectors = load_generated(settings.embedding_model)
     tool_filter = ToolFilter(
         load_encoder(settings),
         ToolHostClient(settings.toolhost_addr),
         settings.filter_k,
-        load_examples(settings.filter_examples),
+        merge_examples(load_examples(settings.filter_examples), generated),
         settings.filter_min_similarity,
         settings.filter_dense_weight,
+        vectors,
     )
 
     async def refresh() -> None:

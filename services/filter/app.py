@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from services.filter.core import DENSE_WEIGHT, Encoder, Ranked, ToolEntry, ToolIndex, catalogue_digest, no_tool_fits
+from services.filter.core import (
+    DENSE_WEIGHT,
+    Assessment,
+    Encoder,
+    Ranked,
+    ToolEntry,
+    ToolIndex,
+    catalogue_digest,
+    dense_text,
+    no_tool_fits,
+)
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import ConfigurationError, UpstreamUnavailable
@@ -24,7 +36,9 @@ STAGE = "filter"
 
 
 def entries(tools: Sequence[pb.ToolInfo]) -> list[ToolEntry]:
-    return [ToolEntry(t.name, t.server, t.description, t.input_schema_json or "{}") for t in tools]
+    return [
+        ToolEntry(t.name, t.server, t.description, t.input_schema_json or "{}", t.confirmation_required) for t in tools
+    ]
 
 
 def candidates(ranked: list[Ranked]) -> list[pb.Candidate]:
@@ -39,6 +53,39 @@ def candidates(ranked: list[Ranked]) -> list[pb.Candidate]:
         )
         for r in ranked
     ]
+
+
+# Beside a trained encoder (services/filter/train.py): the requests it was trained on, by tool, and
+# their embeddings, so the index can use them as example requests without embedding them again.
+GENERATED_REQUESTS = "generated-requests.json"
+GENERATED_VECTORS = "generated-requests.npy"
+
+
+def load_generated(encoder_dir: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
+    """The generated example requests kept beside an encoder, by tool, and their embeddings by text
+    (as `dense_text` gives it); nothing for an encoder that has none (the base model, for one)."""
+    texts_path, vectors_path = encoder_dir / GENERATED_REQUESTS, encoder_dir / GENERATED_VECTORS
+    if not texts_path.is_file() or not vectors_path.is_file():
+        return {}, {}
+    try:
+        listed = json.loads(texts_path.read_text(encoding="utf-8"))
+        vectors = np.load(vectors_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the generated requests beside {encoder_dir}: {exc}") from exc
+    if len(listed["texts"]) != len(vectors) or len(listed["texts"]) != len(listed["tools"]):
+        raise ConfigurationError(f"{texts_path} and {vectors_path} do not match; run `make train` again")
+    examples: dict[str, list[str]] = {}
+    for text, tool in zip(listed["texts"], listed["tools"], strict=True):
+        examples.setdefault(tool, []).append(text)
+    return examples, {dense_text(t): v for t, v in zip(listed["texts"], vectors, strict=True)}
+
+
+def merge_examples(*sources: dict[str, list[str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for source in sources:
+        for tool, texts in source.items():
+            merged.setdefault(tool, []).extend(texts)
+    return merged
 
 
 def load_examples(path: Path) -> dict[str, list[str]]:
@@ -61,6 +108,7 @@ class ToolFilter:
         examples: dict[str, list[str]] | None = None,
         min_similarity: float = -1.0,
         dense_weight: float = DENSE_WEIGHT,
+        known_vectors: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.encode = encode
         self.toolhost = toolhost
@@ -68,10 +116,11 @@ class ToolFilter:
         self.examples = examples or {}
         self.min_similarity = min_similarity
         self.dense_weight = dense_weight
+        self.known_vectors = known_vectors or {}
         self.index: ToolIndex | None = None
 
     def _build(self, tools: list[ToolEntry]) -> ToolIndex:
-        return ToolIndex(self.encode, tools, self.examples, self.dense_weight)
+        return ToolIndex(self.encode, tools, self.examples, self.dense_weight, known_vectors=self.known_vectors)
 
     async def build(self) -> None:
         """Wait for the catalogue and build the index from it."""
@@ -93,21 +142,26 @@ class ToolFilter:
                 log.info("tool index rebuilt: %d tools", len(tools))
 
     async def rank(self, text: str, k: int | None = None) -> list[Ranked]:
-        """The candidates for `text`, best first; none when no tool is similar enough to it ("no tool
-        fits": the router then asks what the person wants instead of calling something unrelated)."""
+        return (await self.assess(text, k)).ranked
+
+    async def assess(self, text: str, k: int | None = None) -> Assessment:
+        """The candidates for `text`, best first, and its change intent; no candidates when no tool is
+        similar enough to it ("no tool fits": the router then asks what the person wants instead of
+        calling something unrelated)."""
         if self.index is None:
             raise UpstreamUnavailable("the tool index is not built yet")
-        ranked = await asyncio.to_thread(self.index.rank, text, k or self.k)
-        if no_tool_fits(ranked, self.min_similarity):
+        assessment = await asyncio.to_thread(self.index.assess, text, k or self.k)
+        if no_tool_fits(assessment.ranked, self.min_similarity):
             FAILURE_MODES.labels(stage=STAGE, mode=NO_TOOL_FITS).inc()
-            return []
-        return ranked
+            return Assessment([], assessment.change_intent)
+        return assessment
 
     async def on_step(self, envelope: Envelope) -> Sequence[Emit]:
         step = pb.Step.FromString(envelope.body)
-        ranked = await self.rank(step.intent)
+        assessment = await self.assess(step.intent)
         del step.candidates[:]
-        step.candidates.extend(candidates(ranked))
+        step.candidates.extend(candidates(assessment.ranked))
+        step.change_intent = assessment.change_intent
         step.hops.append(keys.STEPS)
         STEP_OUTCOMES.labels(stage=STAGE, outcome="ranked").inc()
         return [

@@ -31,6 +31,8 @@ Encoder = Callable[[list[str]], np.ndarray]
 # Set on the dev halves with the trained encoder (docs/benchmarks.md); 0.65 suited the base encoder.
 DENSE_WEIGHT = 0.8
 SERVER_FIRST = 1  # how many of the most likely servers contribute all their tools to the candidates
+PROBE_LEARNING_RATE = 2.0
+PROBE_L2 = 1e-3
 BM25_K1 = 1.2
 BM25_B = 0.75
 STOPWORDS = frozenset(
@@ -47,6 +49,7 @@ class ToolEntry:
     server: str
     description: str
     input_schema_json: str = "{}"
+    changes: bool = False  # it changes something (it needs a person's confirmation)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,14 @@ class Ranked:
     score: float
     dense: float = 0.0
     lexical: float = 0.0
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The candidates for a request, and how likely the request asks to change something (0..1)."""
+
+    ranked: list[Ranked]
+    change_intent: float
 
 
 def tool_document(tool: ToolEntry) -> str:
@@ -123,7 +134,10 @@ class ToolIndex:
         examples: Mapping[str, Sequence[str]] | None = None,
         dense_weight: float = DENSE_WEIGHT,
         server_first: int = SERVER_FIRST,
+        known_vectors: Mapping[str, np.ndarray] | None = None,
     ) -> None:
+        """`known_vectors` maps texts (as `dense_text` gives them) to embeddings already made by the
+        same encoder, so that thousands of example requests need not be embedded again at start."""
         if not tools:
             raise ValueError("cannot build a tool index from an empty catalogue")
         examples = examples or {}
@@ -139,7 +153,8 @@ class ToolIndex:
                 texts.append(dense_text(text))
                 owners.append(i)
         self.owners = np.array(owners)
-        self.matrix = _normalise(encode(texts))
+        self.matrix = _normalise(embed_all(encode, texts, known_vectors or {}))
+        self.change_probe = fit_change_probe(self.matrix, np.array([self.tools[i].changes for i in owners]))
         self.bm25 = Bm25(
             [
                 tokens(f"{tool.name.replace('.', ' ').replace('_', ' ')} " * 2)
@@ -151,7 +166,9 @@ class ToolIndex:
 
     def scores(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fused, dense and lexical scores of every tool for `text`."""
-        query = _normalise(self.encode([dense_text(text)]))[0]
+        return self._scores(text, _normalise(self.encode([dense_text(text)]))[0])
+
+    def _scores(self, text: str, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         similarities = self.matrix @ query
         dense = np.full(len(self.tools), -1.0, dtype=np.float32)
         np.maximum.at(dense, self.owners, similarities)
@@ -163,10 +180,45 @@ class ToolIndex:
 
     def rank(self, text: str, k: int) -> list[Ranked]:
         """The `k` candidates for `text`, best first, server-first."""
-        fused, dense, lexical = self.scores(text)
+        return self.assess(text, k).ranked
+
+    def assess(self, text: str, k: int) -> Assessment:
+        """The `k` candidates for `text` (best first, server-first) and its change intent."""
+        query = _normalise(self.encode([dense_text(text)]))[0]
+        fused, dense, lexical = self._scores(text, query)
         order = [int(i) for i in np.argsort(-fused, kind="stable")]
         chosen = server_first_order(order, [t.server for t in self.tools], k, self.server_first)
-        return [Ranked(self.tools[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in chosen]
+        ranked = [Ranked(self.tools[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in chosen]
+        return Assessment(ranked, self.change_probe(query))
+
+
+def fit_change_probe(vectors: np.ndarray, changes: np.ndarray, steps: int = 300) -> Callable[[np.ndarray], float]:
+    """A logistic regression over the index's own texts (example requests and tool documents, each
+    labelled by whether its tool changes something), as a function of a query's embedding.
+
+    It says whether a request asks for a change even when the tool it lands on only reads: "kill
+    whatever is eating my CPU" lands on the process list, but reads like the requests for tools that
+    change things. Deterministic (full-batch gradient descent from zero); a catalogue whose tools all
+    change, or all read, gives a constant probe."""
+    labels = changes.astype(np.float32)
+    if labels.min() == labels.max():
+        constant = float(labels[0]) if len(labels) else 0.0
+        return lambda query: constant
+    weights = np.zeros(vectors.shape[1], dtype=np.float32)
+    bias = 0.0
+    for _ in range(steps):
+        predicted = 1 / (1 + np.exp(-(vectors @ weights + bias)))
+        error = predicted - labels
+        weights -= PROBE_LEARNING_RATE * (vectors.T @ error / len(labels) + PROBE_L2 * weights)
+        bias -= PROBE_LEARNING_RATE * float(error.mean())
+    return lambda query: float(1 / (1 + np.exp(-(float(query @ weights) + bias))))
+
+
+def embed_all(encode: Encoder, texts: list[str], known: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The embedding of every text, in order: the known ones looked up, the rest encoded in one batch."""
+    missing = sorted({t for t in texts if t not in known})
+    fresh = dict(zip(missing, encode(missing), strict=True)) if missing else {}
+    return np.stack([known[t] if t in known else fresh[t] for t in texts]).astype(np.float32)
 
 
 def no_tool_fits(ranked: Sequence[Ranked], min_similarity: float) -> bool:

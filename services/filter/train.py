@@ -6,7 +6,8 @@ The training data is generated, never taken from an evaluation suite: phrasing t
 the tool contract (`training/phrasings-*.yaml`, see `training/FORMAT.md`) are filled with varied slot
 values (`training/slots.yaml`), some wrapped in chat framing (`training/frames.yaml`). The example
 requests of `examples.yaml` join them. Requests that no tool serves (`training/no-tool.yaml`) teach the
-encoder what "nothing fits" looks like.
+encoder what "nothing fits" looks like. The generated requests are kept beside the trained encoder,
+with their embeddings, and the filter's index uses them as example requests too.
 
 The objective is classification by similarity: each request's embedding is compared with the embedding
 of every tool's document (name and description, as the index embeds it; refreshed every
@@ -41,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from services.filter.app import GENERATED_REQUESTS, GENERATED_VECTORS
 from services.filter.core import ToolEntry, dense_text, tool_document
 from services.filter.settings import TRAINED_ENCODER
 from switchboard.errors import ConfigurationError
@@ -77,6 +79,7 @@ _SLOT = re.compile(r"\{([a-z]+)\}")
 class Example:
     text: str
     tool: str  # "" for a request no tool serves
+    generated: bool = True  # False for the hand-written requests of examples.yaml
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def generate(
         for template in templates[tool]:
             bucket = held if rng.random() < HELD_OUT_SHARE else train
             bucket.extend(Example(t, tool) for t in variants(template, slots, frames, rng, VARIANTS_PER_TEMPLATE))
-        train.extend(Example(text, tool) for text in examples.get(tool, ()))
+        train.extend(Example(text, tool, generated=False) for text in examples.get(tool, ()))
     for template in no_tool:
         bucket = held if rng.random() < HELD_OUT_SHARE else train
         bucket.extend(Example(t, "") for t in variants(template, slots, frames, rng, 2))
@@ -264,6 +267,7 @@ def train_encoder(data: TrainingData, base: Path, out: Path) -> dict[str, Any]:
     after = evaluate(model, documents, index, data.held_out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
+    save_generated(model, [e for e in (*data.train, *data.held_out) if e.tool and e.generated], out)
     return {
         "seconds": round(time.monotonic() - started, 1),
         "steps": STEPS,
@@ -275,6 +279,20 @@ def train_encoder(data: TrainingData, base: Path, out: Path) -> dict[str, Any]:
         "held_out_after": after,
         "final_loss": round(sum(losses[-40:]) / len(losses[-40:]), 4),
     }
+
+
+def save_generated(model: Any, generated: list[Example], out: Path) -> None:
+    """Keep the generated requests and their embeddings beside the encoder: the filter's index uses
+    them as example requests (many phrasings per tool), without embedding them again at start."""
+    import numpy as np
+
+    vectors = model.encode(
+        [dense_text(e.text) for e in generated], batch_size=128, normalize_embeddings=True, show_progress_bar=False
+    )
+    (out / GENERATED_REQUESTS).write_text(
+        json.dumps({"texts": [e.text for e in generated], "tools": [e.tool for e in generated]}), encoding="utf-8"
+    )
+    np.save(out / GENERATED_VECTORS, np.asarray(vectors, dtype=np.float32))
 
 
 def evaluate(model: Any, documents: list[str], index: dict[str, int], held: list[Example]) -> dict[str, float]:

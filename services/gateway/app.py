@@ -144,7 +144,8 @@ class Gateway:
         hops = [*call.hops, keys.PROPOSED]
         catalogue = await self.catalogue(call.tool)
         tool = catalogue.get(call.tool)
-        needs_confirmation = core.decide(tool) is core.Policy.ASK_PERSON
+        needs_confirmation = core.decide_call(tool, call.change_intent) is core.Policy.ASK_PERSON
+        held_for_intent = needs_confirmation and core.decide(tool) is core.Policy.RUN_NOW
         changes = frozenset(name for name, info in catalogue.items() if core.decide(info) is core.Policy.ASK_PERSON)
 
         def record(run: pb.Run) -> tuple[pb.StepRecord, pb.StepStatus, str]:
@@ -163,7 +164,10 @@ class Gateway:
         if kind in ("refused", "repeated_call"):
             FAILURE_MODES.labels(stage=STAGE, mode=kind).inc()
         STEP_OUTCOMES.labels(stage=STAGE, outcome=kind).inc()
-        await self.store.add_event(run, kind, call.step, f"{call.tool} {call.arguments_json}".strip())
+        message = f"{call.tool} {call.arguments_json}".strip()
+        if held_for_intent and status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+            message += f" ({core.HELD_FOR_INTENT})"
+        await self.store.add_event(run, kind, call.step, message)
         if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
             return []
         if status == pb.STEP_STATUS_APPROVED:

@@ -58,9 +58,10 @@ def schema_grammar(schema: dict[str, Any]) -> str:
 
 
 class ToolRouter:
-    def __init__(self, model: core.ChoiceModel | None, fusion: bool = True) -> None:
+    def __init__(self, model: core.ChoiceModel | None, fusion: bool = True, model_choice: bool = True) -> None:
         self.model = model
         self.fusion = fusion
+        self.model_choice = model_choice
 
     async def route(
         self, text: str, candidates: Sequence[pb.Candidate], context: str = "", inputs_json: str = ""
@@ -75,6 +76,7 @@ class ToolRouter:
             context,
             self.fusion,
             decode_inputs(inputs_json),
+            self.model_choice,
         )
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(
@@ -95,6 +97,7 @@ class ToolRouter:
         call.run_id = step.run_id
         call.step = step.number
         call.dry_run = step.dry_run
+        call.change_intent = step.change_intent
         call.hops.extend([*step.hops, keys.RANKED])
         return [
             emit(

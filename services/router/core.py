@@ -176,11 +176,13 @@ def route(
     context: str = "",
     fusion: bool = True,
     inputs: dict[str, Any] | None = None,
+    model_choice: bool = True,
 ) -> RouteDecision:
     """Decide the tool call for `text` among `candidates` (ranked best first).
 
     With `model` None the router is retrieval alone; with `fusion` off the model picks among the best
-    `SHORTLIST` candidates whatever retrieval's margin (both for ablations). `schema_grammar(schema)`
+    `SHORTLIST` candidates whatever retrieval's margin (both for ablations); with `model_choice` off
+    the model only fills arguments and retrieval with the request's words chooses the tool. `schema_grammar(schema)`
     turns a JSON schema into GBNF; without it the model fills no arguments. `inputs` are the values
     carried over from earlier results (see `StepInputs`); they only fill what the words leave open.
     """
@@ -189,7 +191,7 @@ def route(
     # The tool comes from the step's own words; the context (earlier results, the session) only helps
     # fill arguments. Shown to the model while it chooses, it pulls a follow-up back to the tools of
     # the turn before ("session drift").
-    chosen, how = choose_tool(text, candidates, model, fusion)
+    chosen, how = choose_tool(text, candidates, model if model_choice else None, fusion)
     arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs)
     confidence = round(float(chosen.score), 4)
     if missing:

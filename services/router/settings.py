@@ -14,6 +14,11 @@ class RouterSettings(CommonSettings):
     router_fusion: bool = Field(
         True, description="Let retrieval decide clear cases (the default); false lets the model pick among the top 5."
     )
+    router_model_choice: bool = Field(
+        False,
+        description="Let the model break near-ties between tools; off by default, as it chose worse than "
+        "retrieval on the dev halves (docs/benchmarks.md). The model still fills open values.",
+    )
     router_use_model: bool = Field(
         True, description="Ask the model to break near-ties and fill open values; false routes on retrieval alone."
     )

@@ -76,3 +76,36 @@ def test_no_tool_fits_when_every_tool_is_far_from_the_request() -> None:
     assert no_tool_fits([far], 0.4) and not no_tool_fits([far, near], 0.4)
     assert no_tool_fits([], 0.4)
     assert not no_tool_fits([far], -1.0)  # the check switched off
+
+
+def test_known_vectors_are_used_instead_of_encoding_again() -> None:
+    asked: list[str] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        asked.extend(texts)
+        return bag_of_words(texts)
+
+    examples = {"filesystem.delete_file": ["remove the file please"]}
+    known = {"remove the file please": bag_of_words(["remove the file please"])[0]}
+    index = ToolIndex(counting, TOOLS, examples, known_vectors=known)
+    assert "remove the file please" not in asked and len(asked) == len(TOOLS)
+    assert index.rank("remove the file please", k=1)[0].tool.name == "filesystem.delete_file"
+
+
+def test_the_change_probe_learns_which_requests_ask_for_a_change() -> None:
+    tools = [
+        ToolEntry("filesystem.list_dir", "filesystem", "List the files in a folder."),
+        ToolEntry("filesystem.delete_file", "filesystem", "Delete (remove) a file.", changes=True),
+    ]
+    examples = {
+        "filesystem.list_dir": ["list my folder", "list the files", "list folder contents"],
+        "filesystem.delete_file": ["delete the file", "remove that file", "delete it, remove it"],
+    }
+    index = ToolIndex(bag_of_words, tools, examples)
+    assert index.assess("remove the old file", k=2).change_intent > 0.5
+    assert index.assess("list what the folder holds", k=2).change_intent < 0.5
+
+
+def test_a_catalogue_of_reads_only_never_asks_for_a_change() -> None:
+    index = ToolIndex(bag_of_words, TOOLS)  # none of TOOLS is marked as changing
+    assert index.assess("delete the file", k=1).change_intent == 0.0

@@ -204,3 +204,21 @@ async def test_watch_replays_events_until_finished(served) -> None:  # noqa: ANN
     kinds = [event.kind async for event in stub.WatchRun(pb.WatchRunRequest(run_id=run.run_id))]
     assert kinds == ["submitted", "finished"]
     assert (await gateway.get_run(run.run_id)).answer == "done"
+
+
+def test_a_read_for_a_request_that_asks_for_a_change_waits_for_a_person() -> None:
+    reads = CATALOGUE[0]
+    assert core.decide_call(reads, 0.1) is core.Policy.RUN_NOW
+    assert core.decide_call(reads, core.CHANGE_INTENT_HOLD) is core.Policy.ASK_PERSON
+    assert core.decide_call(CATALOGUE[1], 0.0) is core.Policy.ASK_PERSON  # a change waits whatever the words
+
+
+async def test_a_held_read_is_proposed_to_the_person_not_run(served) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("Something is eating my CPU, stop it")
+    call = pb.ToolCall.FromString(proposal(run.run_id, "filesystem.list_dir", {"path": "/tmp"}).body)
+    call.change_intent = 0.9
+    envelope = emit(keys.PROPOSED, run.run_id, 1, f"{run.run_id}:1:router", call.SerializeToString()).envelope
+    assert await gateway.on_proposal(envelope) == []
+    record = (await gateway.get_run(run.run_id)).steps[0]
+    assert record.status == pb.STEP_STATUS_AWAITING_CONFIRMATION and record.confirmation_required

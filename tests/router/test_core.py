@@ -160,3 +160,10 @@ def test_an_id_in_the_words_picks_the_tool_that_takes_it() -> None:
     close = [candidate("task.create_task", 0.74, "title"), candidate("task.update_task", 0.73, "task_id")]
     assert named_by_the_words("Set task 8 to high priority", close)[0].name == "task.update_task"
     assert named_by_the_words("Add a task to call Bob", close) is None
+
+
+def test_without_model_choice_the_model_is_not_asked_to_choose() -> None:
+    close = CandidateTool("filesystem.read_file", "Read a text file.", LIST.score - 0.01, LIST.input_schema)
+    model = ScriptedModel("filesystem.read_file")
+    decision = route("show /srv/a.txt", [LIST, close, SEARCH, *OTHERS], model, model_choice=False)
+    assert decision.tool == "filesystem.list_dir" and model.prompts == []
