@@ -595,18 +595,18 @@ def _blank_paths(text: str, *, with_file_names: bool = False) -> str:
     return "".join(chars)
 
 
-def retrieval_text(text: str, *, keep_file_types: bool = True) -> str:
+def retrieval_text(text: str, *, keep_file_types: bool = True, folder_word: str = "") -> str:
     """The request as the filter should compare it: paths and addresses replaced by what they are.
 
     A concrete path says little about which tool is wanted (the same folder can be listed, searched or
     deleted) and, left in, makes requests look alike because they share it. Its file type can matter
     ("a pdf" points at document tools), so with `keep_file_types` a path becomes its extension; without,
-    it is dropped (dense embeddings otherwise match on the shared "txt"/"file" words alone).
+    it is dropped. A path without an extension becomes `folder_word` (a folder, most likely).
     """
     out = text
     for path in sorted(set(extract_paths(text)), key=len, reverse=True):
         name = path.rstrip("/").rsplit("/", 1)[-1]
         suffix = name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else ""
-        out = out.replace(path, suffix if keep_file_types else "")
+        out = out.replace(path, (suffix if keep_file_types else "") or folder_word)
     out = _EMAIL.sub("someone", out)
     return " ".join(out.split())

@@ -75,8 +75,11 @@ def tool_document(tool: ToolEntry) -> str:
 
 
 def dense_text(text: str) -> str:
-    """A text as the encoder reads it, in the index and in training alike: paths and addresses dropped."""
-    return retrieval_text(text, keep_file_types=False)
+    """A text as the encoder reads it, in the index and in training alike: a path becomes its file type
+    ("pdf", "md") or the word "folder", an address "someone". The trained encoder learns what a type
+    says about the tool (a .md file is read, a .pdf extracted, a .jpg recognised); the shipped one,
+    untrained, matched requests on those words alone, which is why it read paths dropped."""
+    return retrieval_text(text, keep_file_types=True, folder_word="folder")
 
 
 def tokens(text: str) -> list[str]:

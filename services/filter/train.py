@@ -16,8 +16,9 @@ tools pulls it to its own tool and away from every other one, siblings included.
 the similarities calibrated, so that one threshold can say "no tool fits": a request's own tool above
 `POSITIVE_FLOOR`, and every tool below `NONE_CEILING` for a request that no tool serves.
 
-Training is seeded and cached by a digest of everything it reads (this file, the data, the tool
-documents, the base model, the versions of torch and sentence-transformers): the result is kept in
+Training is seeded and cached by a digest of everything it reads (this file and the code that shapes
+a text for the encoder, the data, the tool documents, the base model, the versions of torch and
+sentence-transformers): the result is kept in
 `~/.cache/switchboard/encoders/<digest>` and copied to `models/filter-encoder`, so a fresh clone on the
 same machine does not train again. About three minutes on two cores.
 """
@@ -42,9 +43,11 @@ from typing import Any
 
 import yaml
 
+from services.filter import core
 from services.filter.app import GENERATED_REQUESTS, GENERATED_VECTORS
 from services.filter.core import ToolEntry, dense_text, tool_document
 from services.filter.settings import TRAINED_ENCODER
+from switchboard import extract
 from switchboard.errors import ConfigurationError
 from switchboard.settings import default_embedding_path
 
@@ -54,6 +57,7 @@ TRAINING_DIR = Path(__file__).with_name("training")
 EXAMPLES = Path(__file__).with_name("examples.yaml")
 CACHE = Path.home() / ".cache" / "switchboard" / "encoders"
 MANIFEST = "training.json"
+TRAINING_CODE = (Path(__file__), Path(core.__file__), Path(extract.__file__))
 
 SEED = 20261130
 VARIANTS_PER_TEMPLATE = 3  # fills of each template, each with other slot values
@@ -188,7 +192,9 @@ def digest(tools: Iterable[ToolEntry], base: Path) -> str:
     import torch
 
     h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
+    # This file, and the code that decides how a text reads to the encoder (`dense_text`).
+    for source in TRAINING_CODE:
+        h.update(source.read_bytes())
     for path in [EXAMPLES, *sorted(TRAINING_DIR.glob("*.yaml"))]:
         h.update(path.name.encode())
         h.update(path.read_bytes())

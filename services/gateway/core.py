@@ -38,7 +38,7 @@ def decide(tool: pb.ToolInfo | None) -> Policy:
 # At this change intent (the filter's probe: how much a request reads like one for a change) a call
 # of a tool that only reads waits for the person too: the request asked for something the tool will
 # not do ("kill whatever is eating my CPU" lands on the process list), and the person should see the
-# stand-in before it runs. Set on the dev halves: 3 of 110 requests for reads rose to it.
+# stand-in before it runs. Set on the dev halves: 4 of 110 requests for reads rose to it.
 CHANGE_INTENT_HOLD = 0.5
 HELD_FOR_INTENT = "the request asks for a change this tool does not make; it only reads, shown here as what can be done"
 
