@@ -20,7 +20,7 @@ for config in "${configs[@]}"; do
         # threshold (the trained encoder's does not carry over to another encoder).
         base-encoder) env=(SWITCHBOARD_EMBEDDING_MODEL="$BASE" SWITCHBOARD_FILTER_DENSE_WEIGHT=0.65 SWITCHBOARD_FILTER_MIN_SIMILARITY=-1)
                       kinds=(single chain turns edge) ;;
-        no-model)     env=(SWITCHBOARD_ROUTER_USE_MODEL=false); kinds=(single chain turns edge args) ;;
+        no-model)     env=(SWITCHBOARD_ROUTER_USE_MODEL=false); kinds=(single turns args) ;;
         no-session)   env=(SWITCHBOARD_PLANNER_SESSION_MEMORY=false); kinds=(turns) ;;
         *) echo "unknown configuration $config" >&2; exit 2 ;;
     esac
