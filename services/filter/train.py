@@ -20,7 +20,7 @@ Training is seeded and cached by a digest of everything it reads (this file and 
 a text for the encoder, the data, the tool documents, the base model, the versions of torch and
 sentence-transformers): the result is kept in
 `~/.cache/switchboard/encoders/<digest>` and copied to `models/filter-encoder`, so a fresh clone on the
-same machine does not train again. About three minutes on two cores.
+same machine does not train again. About six minutes on two cores.
 """
 
 from __future__ import annotations
