@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.filter.app import load_examples, load_generated, merge_examples  # noqa: E402
-from services.filter.core import DENSE_WEIGHT, ToolEntry, ToolIndex  # noqa: E402
+from services.filter.core import DENSE_WEIGHT, ToolEntry, ToolIndex, server_first_order  # noqa: E402
 from services.filter.settings import FilterSettings  # noqa: E402
 from services.toolhost.catalogue import read_catalogue  # noqa: E402
 
@@ -72,13 +72,14 @@ def main() -> None:
         vectors = {}  # embedded by the encoder under test, not by the one that made them
     index = ToolIndex(encode, tools, merge_examples(examples, generated), args.dense_weight, known_vectors=vectors)
     names = [t.name for t in tools]
+    servers = [t.server for t in tools]
     cases = [p for suite in args.suite for p in prompts(json.loads(suite.read_text()))]
     top1 = hits = mrr = dense_top1 = dense_mrr = 0.0
     for text, expected in cases:
         fused, dense, _ = index.scores(text)
         order = [int(i) for i in np.argsort(-fused, kind="stable")]
         dense_order = [int(i) for i in np.argsort(-dense, kind="stable")]
-        candidates = {r.tool.name for r in index.rank(text, args.k)}
+        candidates = {names[i] for i in server_first_order(order, servers, args.k, index.server_first)}
         top1 += names[order[0]] in expected
         hits += bool(candidates & expected)
         mrr += reciprocal_rank(order, names, expected)

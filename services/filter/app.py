@@ -68,16 +68,17 @@ def load_generated(encoder_dir: Path) -> tuple[dict[str, list[str]], dict[str, n
     if not texts_path.is_file() or not vectors_path.is_file():
         return {}, {}
     try:
-        listed = json.loads(texts_path.read_text(encoding="utf-8"))
+        records = json.loads(texts_path.read_text(encoding="utf-8"))["requests"]
+        texts, tools = [str(r["text"]) for r in records], [str(r["tool"]) for r in records]
         vectors = np.load(vectors_path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"cannot read the generated requests beside {encoder_dir}: {exc}") from exc
-    if len(listed["texts"]) != len(vectors) or len(listed["texts"]) != len(listed["tools"]):
+    if len(texts) != len(vectors):
         raise ConfigurationError(f"{texts_path} and {vectors_path} do not match; run `make train` again")
     examples: dict[str, list[str]] = {}
-    for text, tool in zip(listed["texts"], listed["tools"], strict=True):
+    for text, tool in zip(texts, tools, strict=True):
         examples.setdefault(tool, []).append(text)
-    return examples, {dense_text(t): v for t, v in zip(listed["texts"], vectors, strict=True)}
+    return examples, {dense_text(t): v for t, v in zip(texts, vectors, strict=True)}
 
 
 def merge_examples(*sources: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -295,9 +295,10 @@ def save_generated(model: Any, generated: list[Example], out: Path) -> None:
     vectors = model.encode(
         [dense_text(e.text) for e in generated], batch_size=128, normalize_embeddings=True, show_progress_bar=False
     )
-    (out / GENERATED_REQUESTS).write_text(
-        json.dumps({"texts": [e.text for e in generated], "tools": [e.tool for e in generated]}), encoding="utf-8"
-    )
+    # One record per request: in two parallel lists, the end of one request and the start of the next
+    # would read as one run of words to anything that scans the file as text (the leak check does).
+    records = [{"text": e.text, "tool": e.tool} for e in generated]
+    (out / GENERATED_REQUESTS).write_text(json.dumps({"requests": records}), encoding="utf-8")
     np.save(out / GENERATED_VECTORS, np.asarray(vectors, dtype=np.float32))
 
 

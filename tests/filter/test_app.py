@@ -15,7 +15,8 @@ from switchboard.errors import ConfigurationError
 
 def test_generated_requests_load_by_tool_with_their_vectors(tmp_path: Path) -> None:
     texts = ["list ~/Documents please", "what's in my folder"]
-    (tmp_path / GENERATED_REQUESTS).write_text(json.dumps({"texts": texts, "tools": ["fs.list", "fs.list"]}))
+    records = [{"text": text, "tool": "fs.list"} for text in texts]
+    (tmp_path / GENERATED_REQUESTS).write_text(json.dumps({"requests": records}))
     np.save(tmp_path / GENERATED_VECTORS, np.eye(2, 4, dtype=np.float32))
     examples, vectors = load_generated(tmp_path)
     assert examples == {"fs.list": texts}
@@ -28,7 +29,7 @@ def test_an_encoder_without_generated_requests_has_none(tmp_path: Path) -> None:
 
 
 def test_mismatched_files_are_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / GENERATED_REQUESTS).write_text(json.dumps({"texts": ["a"], "tools": ["t"]}))
+    (tmp_path / GENERATED_REQUESTS).write_text(json.dumps({"requests": [{"text": "a", "tool": "t"}]}))
     np.save(tmp_path / GENERATED_VECTORS, np.zeros((2, 4), dtype=np.float32))
     with pytest.raises(ConfigurationError, match="make train"):
         load_generated(tmp_path)
