@@ -20,3 +20,4 @@ $SB bench chain --suite bench/suites/chain-test.json --out bench/results/chain-t
 $SB bench turns --suite bench/suites/chain-test.json --out bench/results/turns-test.json
 $SB bench edge --suite bench/suites/edge-test.json --out bench/results/edge-test.json
 $SB bench args --suite bench/suites/args-test.json --out bench/results/args-test.json
+$SB bench compound --suite bench/suites/compound-test.json --out bench/results/compound-test.json

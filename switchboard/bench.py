@@ -31,7 +31,7 @@ import httpx
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
-KINDS = ("single", "turns", "chain", "edge", "args")
+KINDS = ("single", "turns", "chain", "edge", "args", "compound")
 # The person the suites speak of: "~" in an expected or a routed path means this folder.
 SUITE_HOME = "/home/user"
 
@@ -208,7 +208,7 @@ def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> di
     rows = []
     for chain in chains:
         expected = [set(step["expectedTools"]) for step in chain["steps"]]
-        prompts = [step["prompt"].strip() for step in chain["steps"]]
+        prompts = [step.get("prompt", "").strip() for step in chain["steps"]]
         if as_turns:
             routed: list[str] = []
             times: list[float] = []
@@ -224,7 +224,8 @@ def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> di
                 matched += hit is not None
             passed = matched == len(expected)
         else:
-            text = " ".join(p if p.endswith((".", "?", "!")) else p + "." for p in prompts)
+            # A compound case is written as one request; a chain's steps are joined into one.
+            text = chain.get("prompt") or " ".join(p if p.endswith((".", "?", "!")) else p + "." for p in prompts)
             run, turn_ms = stack.turn(text)
             routed = [step["tool"] for step in run["steps"] if step["tool"]]
             times = [turn_ms]
@@ -451,6 +452,7 @@ def run_suite(kind: str, suite: Path, out: Path, endpoints: Endpoints, turns: bo
         "single": lambda: run_single(stack, tests, turns),
         "turns": lambda: run_chains(stack, tests, as_turns=True),
         "chain": lambda: run_chains(stack, tests, as_turns=False),
+        "compound": lambda: run_chains(stack, tests, as_turns=False),
         "edge": lambda: run_edge(stack, tests),
         "args": lambda: run_args(stack, tests),
     }

@@ -36,11 +36,10 @@ def word_runs(text: str, n: int = RUN) -> set[str]:
 def held_out_prompts() -> Iterator[str]:
     for path in sorted(SUITES.glob("**/*test*.json")):
         for case in json.loads(path.read_text(encoding="utf-8")):
-            if "steps" in case:
-                yield from (step["prompt"] for step in case["steps"])
-            else:
+            if "prompt" in case:  # a compound case has one prompt and steps without prompts
                 yield case["prompt"]
-                yield from case.get("context", [])
+            yield from (step["prompt"] for step in case.get("steps", []) if "prompt" in step)
+            yield from case.get("context", [])
 
 
 def scanned_files() -> Iterator[Path]:

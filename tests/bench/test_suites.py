@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "bench" / "suites"
 CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "tool-contract.yaml"
 
-KINDS = ("single", "chain", "edge", "args")
+KINDS = ("single", "chain", "edge", "args", "compound")
 HALVES = ("dev", "test")
 FILES = [f"{kind}-{half}.json" for kind in KINDS for half in HALVES]
-MINIMUM = {"single": 300, "chain": 80, "edge": 60, "args": 100}
+MINIMUM = {"single": 300, "chain": 80, "edge": 60, "args": 100, "compound": 80}
 BEHAVIORS = {"clarify", "refuse", "fallback", "suggest_alternative"}
 DIFFICULTIES = {"easy", "medium", "hard"}
 
@@ -34,12 +34,14 @@ REQUIRED = {
     "chain": {"id", "category", "scenario", "steps"},
     "edge": {"id", "category", "prompt", "expectedBehavior"},
     "args": {"id", "category", "prompt", "expectedTool", "expectedParams"},
+    "compound": {"id", "category", "prompt", "steps"},
 }
 ALLOWED = {
     "single": REQUIRED["single"] | {"context", "expectedParamKeys", "difficulty"},
     "chain": REQUIRED["chain"] | {"difficulty"},
     "edge": REQUIRED["edge"] | {"expectedTools"},
     "args": REQUIRED["args"],
+    "compound": REQUIRED["compound"],
 }
 
 
@@ -64,7 +66,7 @@ def suite(kind: str) -> list[dict[str, Any]]:
 
 
 def tools_of(kind: str, row: dict[str, Any]) -> list[str]:
-    if kind == "chain":
+    if kind in ("chain", "compound"):
         return [tool for step in row["steps"] for tool in step["expectedTools"]]
     return list(row.get("expectedTools", []))
 
@@ -104,7 +106,9 @@ def test_ids_are_unique_across_all_files() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_ids_use_the_kind_prefix(kind: str) -> None:
-    prefixes = {"single": ("sa-", "sb-"), "chain": ("ch-",), "edge": ("ed-",), "args": ("ar-",)}[kind]
+    prefixes = {"single": ("sa-", "sb-"), "chain": ("ch-",), "edge": ("ed-",), "args": ("ar-",), "compound": ("cp-",)}[
+        kind
+    ]
     assert all(row["id"].startswith(prefixes) for row in suite(kind))
 
 
@@ -180,6 +184,16 @@ def test_chains_have_three_to_seven_well_formed_steps() -> None:
         for step in steps:
             assert {"prompt", "expectedTools"} <= step.keys() <= {"description", "prompt", "expectedTools"}, row["id"]
             assert is_text(step["prompt"]), row["id"]
+            assert isinstance(step["expectedTools"], list) and step["expectedTools"], row["id"]
+
+
+def test_compound_requests_are_one_prompt_of_two_to_four_steps() -> None:
+    for row in suite("compound"):
+        assert is_text(row["prompt"]), row["id"]
+        steps = row["steps"]
+        assert isinstance(steps, list) and 2 <= len(steps) <= 4, row["id"]
+        for step in steps:
+            assert {"expectedTools"} <= step.keys() <= {"description", "expectedTools"}, row["id"]
             assert isinstance(step["expectedTools"], list) and step["expectedTools"], row["id"]
 
 
