@@ -7,6 +7,7 @@ matches a schema. Planner and router each own one `LocalModel`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -29,6 +30,23 @@ def gbnf_literal(text: str) -> str:
     """`text` as a GBNF string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
+
+
+def gbnf_spans(words: list[str], rule: str = "span") -> str:
+    """GBNF rules named `rule` whose only sentences are runs of consecutive `words`, joined by spaces.
+
+    The model can start at any word and stop after any later one, but cannot write a word that is not
+    there or skip one: what it gives is a span of the text the words came from. One rule per word keeps
+    the grammar linear in the length of the text. Each word is written as the inside of a JSON string.
+    """
+    if not words:
+        raise ValueError("a span needs at least one word")
+    lines = [f"{rule} ::= " + " | ".join(f"{rule}{i}" for i in range(len(words)))]
+    for i, word in enumerate(words):
+        literal = gbnf_literal(json.dumps(word)[1:-1])
+        tail = f' | {literal} " " {rule}{i + 1}' if i + 1 < len(words) else ""
+        lines.append(f"{rule}{i} ::= {literal}{tail}")
+    return "\n".join(lines) + "\n"
 
 
 def chat_prompt(system: str, user: str, assistant_prefix: str = "") -> str:

@@ -252,6 +252,7 @@ def run_to_dict(run: pb.Run) -> dict:
                 "arguments": _json_or_text(s.arguments_json) if s.arguments_json else {},
                 "result": _json_or_text(s.result_json) if s.result_json else None,
                 "error": s.error,
+                "missing": list(s.missing),
                 "confirmation_required": s.confirmation_required,
                 "duration_ms": round(s.duration_ms, 1),
                 "hops": list(s.hops),

@@ -216,6 +216,9 @@ def apply_proposal(
     record.status = status
     if status in (pb.STEP_STATUS_NEEDS_CLARIFICATION, pb.STEP_STATUS_REJECTED, pb.STEP_STATUS_FAILED):
         record.error = call.reason
+    del record.missing[:]
+    if status == pb.STEP_STATUS_NEEDS_CLARIFICATION:
+        record.missing.extend(call.missing)
     _add_hops(record, hops)
     if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
         run.status = pb.RUN_STATUS_AWAITING_CONFIRMATION

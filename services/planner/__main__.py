@@ -26,7 +26,9 @@ async def main(settings: PlannerSettings) -> None:
             raw = model.complete(core.plan_prompt(text, servers), grammar, max_tokens=24 * settings.planner_max_steps)
             return core.parse_model_plan(raw, servers)
 
-    planning = Planning(catalogue, settings.path_policy(), model_plan, settings.planner_max_steps)
+    planning = Planning(
+        catalogue, settings.path_policy(), model_plan, settings.planner_max_steps, settings.planner_splitter
+    )
 
     toolhost = ToolHostClient(settings.toolhost_addr)
 

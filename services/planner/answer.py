@@ -52,6 +52,9 @@ def step_line(order: StepOrder, outcome: StepOutcome, mutating: Iterable[str]) -
     if outcome.state is StepState.REJECTED:
         return f"{label}: {call} was not run: {outcome.error or 'it was rejected'}."
     if outcome.state is StepState.NEEDS_CLARIFICATION:
+        if outcome.tool:
+            # The step is shown with its tool and what is known; the person gives the rest.
+            return f"{label}: {call} is not complete: {outcome.error}. Reply with the missing value and I will go on."
         return f"{label} (“{order.intent}”) needs more to go on: {outcome.error}"
     return f"{label}: {call} failed: {outcome.error}"
 
@@ -102,6 +105,22 @@ def compose(state: RunState, done: Done, mutating: Iterable[str]) -> Finish:
         lines.append(f"Not run, because the run stopped: {listed}.")
     lines.append(closing_line(state, done))
     return Finish(done.outcome, "\n".join(lines))
+
+
+def held(state: RunState) -> Finish:
+    """The answer of a run the policy held for the person: its question, and the call the request would
+    make as far as it is known (routed, not run)."""
+    lines = [state.held]
+    for order in state.orders:
+        outcome = state.outcomes.get(order.number)
+        if outcome is None or not outcome.tool:
+            continue
+        call = f"{outcome.tool}({format_arguments(outcome.arguments)})"
+        still = f" ({outcome.error})" if outcome.state is StepState.NEEDS_CLARIFICATION and outcome.error else ""
+        lines.append(
+            f"Step {order.number} would call {call}{still}; nothing was run. Say what you meant and I will go on."
+        )
+    return Finish(RunOutcome.NEEDS_CLARIFICATION, "\n".join(lines))
 
 
 def closing_line(state: RunState, done: Done) -> str:

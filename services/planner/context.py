@@ -142,6 +142,9 @@ class TurnMemory:
     calls: list[str]  # "tool(arguments)" of each step that was routed
     subjects: list[str]  # the paths the turn was about, most relevant first
     gist: str = ""  # a line of what came out of it
+    # The words of a step that ended with required values open (its tool was named): the next turn
+    # may be only those values ("tomorrow at 3pm"), and is then read together with them.
+    open_intent: str = ""
 
     def line(self) -> str:
         """The turn as one context line (without tool names, which a small model would copy)."""

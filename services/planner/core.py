@@ -43,6 +43,7 @@ from services.planner.state import (
     StepOutcome,
     StepState,
 )
+from services.planner.structure import split_by_structure
 from switchboard.extract import extract_paths
 from switchboard.failures import REPEATED_CALL
 from switchboard.llm import chat_prompt, gbnf_literal
@@ -57,18 +58,32 @@ _ARGUMENT_HINT = re.compile(r"[Cc]all again with (\w+) (true|false|\d+)")
 # ---- plans ----
 
 
+# How a request is cut into steps: by its parse (the default), or by the older word rules (an ablation).
+SPLITTERS = ("parse", "rules")
+
+
 def plan_request(
     text: str,
     verbs: Iterable[str] = (),
     server_words: dict[str, set[str]] | None = None,
     model_plan: Callable[[str], list[tuple[str, str]]] | None = None,
+    splitter: str = "parse",
 ) -> list[PlannedStep]:
     """The steps for a request: the splitter's, or the model's when it found more real steps."""
-    intent = " ".join(text.split())
+    if splitter not in SPLITTERS:
+        raise ValueError(f"unknown splitter {splitter!r}; one of {', '.join(SPLITTERS)}")
+    verbs = set(verbs)
+    if splitter == "parse":
+        # List lines keep their breaks: they are structure the parse splitter reads.
+        intent = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+        segments = split_by_structure(intent) if intent else []
+        intent = " ".join(intent.split())
+    else:
+        intent = " ".join(text.split())
+        segments = split_request(intent, verbs) if intent else []
     if not intent:
         return []
-    verbs = set(verbs)
-    segments = split_request(intent, verbs) or [Segment(intent, False, False)]
+    segments = segments or [Segment(intent, False, False)]
     if len(segments) == 1:
         # A request that is one step is routed exactly as written: its punctuation ("…?") is part of
         # what the filter's embedding reads.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,6 +18,11 @@ class PlannerSettings(CommonSettings):
     planner_model_plan: bool = Field(
         False,
         description="Also ask the model for a plan, kept when it finds more real steps than the splitter.",
+    )
+    planner_splitter: Literal["parse", "rules"] = Field(
+        "parse",
+        description="How a request is cut into steps: by its dependency parse (the default) or by the older "
+        "word rules (an ablation).",
     )
     planner_max_steps: int = Field(MAX_STEPS, ge=1, le=100, description="Most steps one request may take.")
     planner_session_tokens: int = Field(

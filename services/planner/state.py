@@ -6,6 +6,7 @@ Plain data, serialisable to JSON so the worker can keep a run's state in Redis b
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -95,6 +96,10 @@ class RunState:
     notes: list[str] = field(default_factory=list)  # what the answer must also say (skips, the limit)
     streamed: int = 0  # answer lines already sent to the client
     finished: dict[str, str] = field(default_factory=dict)  # the outcome and answer, once there is one
+    # Why the policy asks the person first; the run's steps are then routed and shown, never run.
+    held: str = ""
+    # When the person asked (local ISO time): what "tomorrow" in any of the run's steps is relative to.
+    asked_at: str = field(default_factory=lambda: datetime.now().replace(microsecond=0).isoformat())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,6 +124,8 @@ class RunState:
             notes=list(data["notes"]),
             streamed=data.get("streamed", 0),
             finished=dict(data.get("finished", {})),
+            held=data.get("held", ""),
+            asked_at=data.get("asked_at") or datetime.now().replace(microsecond=0).isoformat(),
         )
 
     def order(self, number: int) -> StepOrder | None:

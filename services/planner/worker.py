@@ -14,11 +14,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.planner import answer, core, policy
+from services.planner import answer, core, policy, structure
 from services.planner.context import (
     SessionMemory,
     TurnMemory,
@@ -34,6 +35,7 @@ from switchboard.errors import UpstreamUnavailable
 from switchboard.events import ANSWER, append_event
 from switchboard.failures import fail_run
 from switchboard.paths import PathPolicy
+from switchboard.reading import Reading
 from switchboard.rpc import catalogue_stale
 from switchboard.streams import Emit, StreamWorker, emit
 from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
@@ -112,11 +114,13 @@ class Planning:
         paths: PathPolicy,
         model_plan: Callable[[str, list[str]], list[tuple[str, str]]] | None = None,
         max_steps: int = core.MAX_STEPS,
+        splitter: str = "parse",
     ) -> None:
         self.catalogue = catalogue
         self.paths = paths
         self.model_plan = model_plan
         self.max_steps = max_steps
+        self.splitter = splitter
 
     def assess(self, text: str, has_context: bool) -> policy.Assessment:
         return policy.assess(text, self.paths, has_context)
@@ -124,8 +128,9 @@ class Planning:
     def plan(self, text: str) -> list[PlannedStep]:
         """The plan for `text` (blocking: the model may be asked)."""
         servers = sorted(self.catalogue.server_words)
-        model_plan = (lambda t: self.model_plan(t, servers)) if self.model_plan is not None and servers else None
-        return core.plan_request(text, self.catalogue.verbs, self.catalogue.server_words, model_plan)
+        ask = self.model_plan
+        model_plan = (lambda t: ask(t, servers)) if ask is not None and servers else None
+        return core.plan_request(text, self.catalogue.verbs, self.catalogue.server_words, model_plan, self.splitter)
 
 
 class PlannerWorker:
@@ -161,15 +166,25 @@ class PlannerWorker:
         if state is not None:  # a redelivered turn: repeat what was decided
             return self._repeat(turn.run_id, state)
         history = await self._session(turn.session_id) if self.session_memory else SessionMemory()
-        assessment = self.planning.assess(turn.text, has_context=not history.empty)
-        if assessment.verdict is not policy.Verdict.PROCEED:
-            outcome = OUTCOME_OF_VERDICT[assessment.verdict]
-            FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{outcome.value}").inc()
-            state = core.start_run(turn.text, turn.session_id, turn.dry_run, [], history)
+        text = await asyncio.to_thread(completed_request, turn.text, history)
+        assessment = self.planning.assess(text, has_context=not history.empty)
+        if assessment.verdict is policy.Verdict.REFUSE:
+            FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{RunOutcome.REFUSED.value}").inc()
+            state = core.start_run(text, turn.session_id, turn.dry_run, [], history)
             await self._save(turn.run_id, state)
-            return await self._finish(turn.run_id, state, Finish(outcome, assessment.reason))
-        plan = await asyncio.to_thread(self.planning.plan, turn.text)
-        state = core.start_run(turn.text, turn.session_id, turn.dry_run, plan, history)
+            return await self._finish(turn.run_id, state, Finish(RunOutcome.REFUSED, assessment.reason))
+        plan = await asyncio.to_thread(self.planning.plan, text)
+        if assessment.verdict is policy.Verdict.CLARIFY:
+            # The person is asked first; the first step is still routed, as a dry run, so the question
+            # comes with the tool it is about and the values already known.
+            FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{RunOutcome.NEEDS_CLARIFICATION.value}").inc()
+            state = core.start_run(text, turn.session_id, True, plan[:1], history)
+            state.held = assessment.reason
+            if not plan:
+                await self._save(turn.run_id, state)
+                return await self._finish(turn.run_id, state, Finish(RunOutcome.NEEDS_CLARIFICATION, state.held))
+            return await self._advance(turn.run_id, state)
+        state = core.start_run(text, turn.session_id, turn.dry_run, plan, history)
         return await self._advance(turn.run_id, state)
 
     async def on_result(self, envelope: Envelope) -> Sequence[Emit]:
@@ -188,6 +203,8 @@ class PlannerWorker:
     async def _advance(self, run_id: str, state: RunState) -> Sequence[Emit]:
         action = core.advance(state, self.planning.max_steps)
         if isinstance(action, Done):
+            if state.held:
+                return await self._finish(run_id, state, answer.held(state))
             return await self._finish(run_id, state, answer.compose(state, action, self.planning.catalogue.mutating))
         await self._stream(run_id, state, answer.settled_lines(state, self.planning.catalogue.mutating))
         await self._save(run_id, state)
@@ -222,6 +239,7 @@ class PlannerWorker:
             dry_run=state.dry_run,
             context=order.context,
             inputs_json=json.dumps(order.inputs) if order.inputs else "",
+            reading_json=Reading.of(order.intent, datetime.fromisoformat(state.asked_at)).to_json(),
         )
         return emit(keys.STEPS, run_id, order.number, step_key(run_id, order.number, STAGE), step.SerializeToString())
 
@@ -280,6 +298,15 @@ class PlannerWorker:
         ]
 
 
+def completed_request(text: str, history: SessionMemory) -> str:
+    """`text`, or, when the session's last turn left a step with values open and `text` only gives values
+    ("tomorrow at 3pm", "~/notes.txt") rather than a new instruction, that step's words and `text`."""
+    pending = history.turns[-1].open_intent if history.turns else ""
+    if not pending or not text.strip() or structure.starts_instruction(text):
+        return text
+    return f"{pending} {text.strip()}"
+
+
 def turn_memory(state: RunState, finish: Finish) -> TurnMemory:
     """What the session keeps of a finished turn: its calls, what it was about, what came out."""
     calls: list[str] = []
@@ -297,4 +324,11 @@ def turn_memory(state: RunState, finish: Finish) -> TurnMemory:
             gist = first_sentences(text, 300) if text else core.summarise_content(outcome.content)[:300]
     if not state.orders:
         gist = first_sentences(finish.answer, 200)
-    return TurnMemory(state.text, finish.outcome.value, calls[-6:], subjects[:10], gist)
+    open_intent = ""
+    if finish.outcome is RunOutcome.NEEDS_CLARIFICATION:
+        for order in reversed(state.orders):
+            outcome = state.outcomes.get(order.number)
+            if outcome is not None and outcome.tool and (state.held or outcome.state is StepState.NEEDS_CLARIFICATION):
+                open_intent = order.intent
+                break
+    return TurnMemory(state.text, finish.outcome.value, calls[-6:], subjects[:10], gist, open_intent)

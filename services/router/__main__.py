@@ -22,7 +22,7 @@ async def main(settings: RouterSettings) -> None:
         if settings.router_use_model
         else None
     )
-    router = ToolRouter(model, settings.router_fusion, settings.router_model_choice)
+    router = ToolRouter(model, settings.router_fusion, settings.router_model_choice, settings.router_span_copy)
     await runtime.serve(
         lambda server: pb_grpc.add_RouterServicer_to_server(RouterServicer(router), server),
         workers=[

@@ -11,6 +11,7 @@ from typing import Any
 from services.router import core
 from switchboard import keys
 from switchboard.envelope import Envelope, step_key
+from switchboard.reading import read_step
 from switchboard.streams import Emit, emit
 from switchboard.telemetry import STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
@@ -58,15 +59,28 @@ def schema_grammar(schema: dict[str, Any]) -> str:
 
 
 class ToolRouter:
-    def __init__(self, model: core.ChoiceModel | None, fusion: bool = True, model_choice: bool = True) -> None:
+    def __init__(
+        self,
+        model: core.ChoiceModel | None,
+        fusion: bool = True,
+        model_choice: bool = True,
+        span_copy: bool = True,
+    ) -> None:
         self.model = model
         self.fusion = fusion
         self.model_choice = model_choice
+        self.span_copy = span_copy
 
     async def route(
-        self, text: str, candidates: Sequence[pb.Candidate], context: str = "", inputs_json: str = ""
+        self,
+        text: str,
+        candidates: Sequence[pb.Candidate],
+        context: str = "",
+        inputs_json: str = "",
+        reading_json: str = "",
     ) -> pb.ToolCall:
-        """The tool call for one step; `inputs_json` holds values carried over from earlier results."""
+        """The tool call for one step; `inputs_json` holds values carried over from earlier results,
+        `reading_json` the planner's reading of the words (read anew when empty or not of `text`)."""
         decision = await asyncio.to_thread(
             core.route,
             text,
@@ -77,6 +91,8 @@ class ToolRouter:
             self.fusion,
             decode_inputs(inputs_json),
             self.model_choice,
+            read_step(text, reading_json),
+            self.span_copy,
         )
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(
@@ -89,11 +105,12 @@ class ToolRouter:
             reason=decision.reason,
             confidence=decision.confidence,
             candidates=list(candidates),
+            missing=list(decision.missing),
         )
 
     async def on_ranked(self, envelope: Envelope) -> Sequence[Emit]:
         step = pb.Step.FromString(envelope.body)
-        call = await self.route(step.intent, step.candidates, step.context, step.inputs_json)
+        call = await self.route(step.intent, step.candidates, step.context, step.inputs_json, step.reading_json)
         call.run_id = step.run_id
         call.step = step.number
         call.dry_run = step.dry_run

@@ -32,9 +32,7 @@ from switchboard.extract import (
     extract_cc_emails,
     extract_choices,
     extract_count,
-    extract_dates,
     extract_duration,
-    extract_emails,
     extract_file_pattern,
     extract_file_patterns,
     extract_identifiers,
@@ -42,18 +40,18 @@ from switchboard.extract import (
     extract_named,
     extract_number_after,
     extract_page_numbers,
-    extract_path_mentions,
     extract_paths,
     extract_quoted,
     extract_target_format,
-    extract_time_span,
     extract_tool_names,
     looks_like_placeholder,
     mentions_folder_creation,
     mentions_recursion,
     mentions_word,
 )
-from switchboard.llm import chat_prompt
+from switchboard.llm import chat_prompt, gbnf_literal, gbnf_spans
+from switchboard.reading import Reading
+from switchboard.reading import leading_verb as first_word
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +164,8 @@ class RouteDecision:
     needs_clarification: bool
     reason: str
     confidence: float
+    # Required parameters nothing gave a value: the step is shown with these as open fields.
+    missing: tuple[str, ...] = ()
 
 
 def route(
@@ -177,6 +177,8 @@ def route(
     fusion: bool = True,
     inputs: dict[str, Any] | None = None,
     model_choice: bool = True,
+    reading: Reading | None = None,
+    span_copy: bool = True,
 ) -> RouteDecision:
     """Decide the tool call for `text` among `candidates` (ranked best first).
 
@@ -185,6 +187,8 @@ def route(
     the model only fills arguments and retrieval with the request's words chooses the tool. `schema_grammar(schema)`
     turns a JSON schema into GBNF; without it the model fills no arguments. `inputs` are the values
     carried over from earlier results (see `StepInputs`); they only fill what the words leave open.
+    `reading` is the step's parse (made from `text` now when not given); with `span_copy` off the model
+    writes free-text values instead of copying them from the words (an ablation).
     """
     if not candidates:
         return RouteDecision("", {}, True, "no tool matches this request; say what you want done", 0.0)
@@ -192,12 +196,17 @@ def route(
     # fill arguments. Shown to the model while it chooses, it pulls a follow-up back to the tools of
     # the turn before ("session drift").
     chosen, how = choose_tool(text, candidates, model if model_choice else None, fusion)
-    arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs)
+    arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs, reading, span_copy)
     confidence = round(float(chosen.score), 4)
     if missing:
         what = ", ".join(missing)
         return RouteDecision(
-            chosen.name, arguments, True, f"{chosen.name} needs {what}; the request does not say it", confidence
+            chosen.name,
+            arguments,
+            True,
+            f"{chosen.name} needs {what}; the request does not say it",
+            confidence,
+            tuple(missing),
         )
     return RouteDecision(chosen.name, arguments, False, how, confidence)
 
@@ -259,19 +268,11 @@ def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[Cand
 LOOSE_VERBS = frozenset({"read", "get", "show", "give", "make", "open", "check", "find", "list", "tell", "look", "do"})
 # A verb that this many of the candidates' names start with is as loose as the ones above.
 CROWDED_VERB = 4
-# Words a request may start with before its verb.
-_LEAD_IN = re.compile(
-    r"^(?:(?:please|now|then|also|and|just|ok(?:ay)?|so|finally|next|go ahead and|can you|could you|would you|"
-    r"i want you to|i'd like you to)[\s,]+)+",
-    re.IGNORECASE,
-)
 
 
 def leading_verb(text: str) -> str:
     """The request's first word after politeness and connectives, normalised ("Summarise" → "summarize")."""
-    rest = _LEAD_IN.sub("", text.strip())
-    match = re.match(r"[A-Za-z]+", rest)
-    return normalise_verb(match.group(0)) if match else ""
+    return normalise_verb(first_word(text))
 
 
 def normalise_verb(word: str) -> str:
@@ -305,37 +306,49 @@ def fill_arguments(
     schema_grammar: Any,
     context: str = "",
     inputs: dict[str, Any] | None = None,
+    reading: Reading | None = None,
+    span_copy: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
     """Arguments for `tool`, and the required parameters still without a trustworthy value.
 
-    Values are taken in order of trust: the request's words, then `inputs` (carried over from earlier
-    results), then paths named in `context`, and the model last, for required parameters only and
-    never for a path. A value taken from the words or the inputs goes to one parameter only.
+    Values are taken in order of trust: the request's words (as `reading` parsed them), then `inputs`
+    (carried over from earlier results), then paths named in `context`, and the model last, for required
+    parameters only and never for a path or a date. The model copies a free-text value as a span of the
+    words and a number as one the words state, under a grammar that admits nothing else (`span_copy`
+    off lets it write under the schema's grammar instead: an ablation). A value taken from the words
+    or the inputs goes to one parameter only.
     """
     properties: dict[str, Any] = tool.input_schema.get("properties", {})
     required: list[str] = list(tool.input_schema.get("required", []))
     carried = StepInputs.from_mapping(inputs)
+    if reading is None or reading.text != text:
+        reading = Reading.of(text)
 
-    arguments: dict[str, Any] = fill_paths(text, properties, context, carried)
-    fill_addresses(text, properties, arguments)
-    fill_identifiers(text, properties, required, context, arguments)
-    fill_dates(text, properties, arguments)
+    arguments: dict[str, Any] = fill_paths(reading, properties, context, carried)
+    fill_addresses(reading, properties, arguments)
+    fill_identifiers(reading, properties, required, context, arguments)
+    fill_dates(reading, properties, arguments)
     fill_patterns(text, properties, arguments)
     fill_numbers(text, properties, arguments)
     fill_flags(text, properties, arguments)
     fill_choices(text, properties, arguments)
-    fill_names(text, properties, arguments)
-    fill_text(text, properties, required, context, carried, arguments)
+    fill_names(reading, properties, arguments)
+    fill_text(reading, properties, required, context, carried, arguments)
     for name, value in carried.arguments:
         if name in properties and name not in arguments:
             arguments[name] = value
 
-    # Paths are never the model's to give: a small model copies example paths or invents them.
-    path_like = {name for name, schema in properties.items() if is_path_param(name, schema)}
-    path_like |= {name for name, schema in properties.items() if is_path_list_param(name, schema)}
-    unfilled = [name for name in required if name not in arguments and name not in path_like]
+    # Paths and dates are never the model's to give: a small model copies example paths and makes up
+    # days. A date the words do not give stays open.
+    not_for_model = {name for name, schema in properties.items() if is_path_param(name, schema)}
+    not_for_model |= {name for name, schema in properties.items() if is_path_list_param(name, schema)}
+    not_for_model |= {name for name, schema in properties.items() if date_format(name, schema)}
+    unfilled = [name for name in required if name not in arguments and name not in not_for_model]
     if unfilled and model is not None and schema_grammar is not None:
-        generated = generate_arguments(text, tool, unfilled, properties, model, schema_grammar)
+        if span_copy:
+            generated = copy_arguments(reading, tool, unfilled, properties, model)
+        else:
+            generated = generate_arguments(text, tool, unfilled, properties, model, schema_grammar)
         for name in unfilled:
             if name not in generated or looks_like_placeholder(generated[name]):
                 continue
@@ -348,7 +361,7 @@ def fill_arguments(
 
 
 def fill_paths(
-    text: str, properties: dict[str, Any], context: str = "", inputs: StepInputs | None = None
+    reading: Reading | str, properties: dict[str, Any], context: str = "", inputs: StepInputs | None = None
 ) -> dict[str, Any]:
     """Values for the path parameters (single paths and lists of paths), from the words, `inputs` and `context`.
 
@@ -361,8 +374,12 @@ def fill_paths(
     A bare file name (`notes.md`) is taken to be in `inputs.base_dir`; without one, in a folder the
     words name for it that no parameter takes ("a.pdf and b.pdf in ~/Books"), or, for a destination,
     next to the source ("rename ~/Documents/a.docx to b.docx"); else it is kept as written.
-    No path goes to two parameters.
+    No path goes to two parameters. A well-known folder named in words ("my Downloads folder") is a
+    path like any other (`~/Downloads`).
     """
+    if isinstance(reading, str):
+        reading = Reading.of(reading)
+    text = reading.text
     inputs = inputs or StepInputs()
     scalar = [name for name, schema in properties.items() if is_path_param(name, schema)]
     lists = [name for name, schema in properties.items() if is_path_list_param(name, schema)]
@@ -374,7 +391,7 @@ def fill_paths(
     )
     sources = [name for name in scalar if name not in destinations]
 
-    mentions = extract_path_mentions(text)
+    mentions = reading.paths
     # Without a destination parameter "to" only joins things ("compare it to ~/b.pdf"): no mark then.
     marked = [m for m in mentions if m.to_destination and destinations]
     unmarked = [m for m in mentions if m not in marked]
@@ -497,16 +514,16 @@ def has_extension(path: str) -> bool:
     return "." in name.strip(".")
 
 
-def fill_addresses(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+def fill_addresses(reading: Reading, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
     """E-mail addresses: those the words put in copy go to `cc`, the others to the recipients.
 
     `bcc` is left alone: the words rarely say it, and a blind copy sent to the wrong person is not undone.
     """
-    emails = extract_emails(text)
+    emails = reading.emails
     if not emails:
         return
     has_copy = "cc" in properties
-    copied = extract_cc_emails(text) if has_copy else []
+    copied = extract_cc_emails(reading.text) if has_copy else []
     direct = [e for e in emails if e not in copied]
     for name, schema in properties.items():
         if name in arguments or name not in EMAIL_PARAMS or name == "bcc":
@@ -517,7 +534,7 @@ def fill_addresses(text: str, properties: dict[str, Any], arguments: dict[str, A
 
 
 def fill_identifiers(
-    text: str, properties: dict[str, Any], required: list[str], context: str, arguments: dict[str, Any]
+    reading: Reading, properties: dict[str, Any], required: list[str], context: str, arguments: dict[str, Any]
 ) -> None:
     """Parameters named `id` or `*_id` from ids in the words, else (required ones) from the context.
 
@@ -527,7 +544,7 @@ def fill_identifiers(
     names = [n for n in properties if (n == "id" or n.endswith("_id")) and n not in arguments]
     if not names:
         return
-    spoken = extract_identifiers(text)
+    spoken = reading.identifiers
     remembered = [] if spoken else extract_identifiers(context)
     used: set[str] = set()
     for name in names:
@@ -550,24 +567,65 @@ def identifier_fits(name: str, ident: Identifier) -> bool:
     return bool(stem and ident.kind) and (stem.startswith(ident.kind) or ident.kind.startswith(stem))
 
 
-def fill_dates(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
-    """Dates, and start and end times when the words give one day and a time range."""
-    dates = extract_dates(text)
-    span = extract_time_span(text)
-    if span is not None:
-        for start, end in (("start", "end"), ("start_time", "end_time")):
-            if start in properties and end in properties and start not in arguments and end not in arguments:
-                arguments[start], arguments[end] = span
-                dates = [d for d in dates if not span[0].startswith(d)]
-                break
-    open_dates = [name for name in properties if name in DATE_PARAMS and name not in arguments]
-    for name in open_dates:
+# Pairs of parameters that bound a stretch of time: the first day or moment named fills the first, the
+# end of a range ("2pm to 3pm", "this week") or a second date the second.
+DATE_SUFFIXES = ("_date", "_time", "_at", "_day")
+DATE_PAIRS = (("start", "end"), ("start_time", "end_time"), ("start_date", "end_date"), ("since", "until"))
+
+
+def date_format(name: str, schema: dict[str, Any]) -> str:
+    """How a parameter takes a date: "day" (`2026-12-03`), "moment" (`2026-12-03T14:00:00`), or "" for
+    one that takes none. Read from the schema's `format`, else from the name and the description."""
+    types = schema_types(schema)
+    if types and "string" not in types:
+        return ""
+    formats = {str(b.get("format", "")) for b in schema_branches(schema)}
+    if "date" in formats:
+        return "day"
+    if "date-time" in formats:
+        return "moment"
+    description = " ".join(str(b.get("description", "")) for b in schema_branches(schema)).lower()
+    named = name in DATE_PARAMS or name in ("due", "deadline", "since", "until")
+    # A name like `preferred_time` may hold "morning": only a described date format makes it a date.
+    if not named and not (name.endswith(DATE_SUFFIXES) and ("iso" in description or "date" in description)):
+        return ""
+    if "time" in name or name in ("start", "end", "when", "since", "until") or name.endswith("_at"):
+        return "moment"
+    return "day"
+
+
+def fill_dates(reading: Reading, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Days and moments the words name, read relative to when the person asked, in each parameter's format.
+
+    A moment without a time said stays a day: no time of day is made up, and neither is any date.
+    """
+    formats = {name: date_format(name, schema) for name, schema in properties.items() if name not in arguments}
+    formats = {name: kind for name, kind in formats.items() if kind}
+    dates = list(reading.dates)
+    if not formats or not dates:
+        return
+
+    def written(when: Any, kind: str, end: bool = False) -> str | None:
+        if end:
+            return when.end_moment() if kind == "moment" else when.end_day()
+        return when.as_moment() if kind == "moment" else when.as_day()
+
+    for first, second in DATE_PAIRS:
+        if first not in formats or second not in formats or not dates:
+            continue
+        opening = dates.pop(0)
+        arguments[first] = written(opening, formats[first])
+        closing = written(opening, formats[second], end=True)
+        if closing is None and dates:
+            closing = written(dates.pop(0), formats[second])
+        if closing is None and formats[second] == "day":
+            closing = opening.as_day()  # "on 2026-03-12": a range of one day, which its end includes
+        if closing is not None:
+            arguments[second] = closing
+        del formats[first], formats[second]
+    for name, kind in formats.items():
         if dates:
-            arguments[name] = dates.pop(0)
-    # "on 2026-03-12": a range of one day, which the end of a date range includes.
-    if "start_date" in open_dates and "end_date" in open_dates and "end_date" not in arguments:
-        if "start_date" in arguments and len(extract_dates(text)) == 1:
-            arguments["end_date"] = arguments["start_date"]
+            arguments[name] = written(dates.pop(0), kind)
 
 
 def fill_patterns(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
@@ -676,8 +734,11 @@ def fill_choices(text: str, properties: dict[str, Any], arguments: dict[str, Any
             arguments[name] = named[0]
 
 
-def fill_names(text: str, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
-    """Names the words give: a sheet, table, calendar or folder; a program; a tool; a target format."""
+def fill_names(reading: Reading, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Names the words give: a sheet, table, calendar or folder; a program; a tool; a target format.
+    A date is no name ("my calendar 2030-01-07")."""
+    text = reading.text
+    dated = [w.text for w in reading.dates]
     opens_a_file = any(is_path_param(name, schema) for name, schema in properties.items())
     for name, schema in properties.items():
         types = schema_types(schema)
@@ -695,33 +756,39 @@ def fill_names(text: str, properties: dict[str, Any], arguments: dict[str, Any])
             value = next(iter(extract_tool_names(text)), None)
         elif name.endswith("format"):
             value = extract_target_format(text)
-        if value:
+        if value and not any(value in when for when in dated):
             arguments[name] = value
 
 
 def fill_text(
-    text: str,
+    reading: Reading,
     properties: dict[str, Any],
     required: list[str],
     context: str,
     inputs: StepInputs,
     arguments: dict[str, Any],
 ) -> None:
-    """Titles, subjects and bodies from quoted words; a body the words leave open from `inputs.text`.
+    """Titles, subjects and bodies from quoted words or the phrase a cue introduces ("titled …", "about
+    …", "saying …"); a body the words leave open from `inputs.text`.
 
-    A required body that neither gives falls back to the longest quotation in the context (the text of
-    an earlier result: "put that on my clipboard"), and a required query to the request itself.
+    A required body that none of these gives falls back to the longest quotation in the context (the
+    text of an earlier result: "put that on my clipboard"), and a required query to the request itself.
     """
-    file_names = {m.value for m in extract_path_mentions(text) if m.bare}
+    text = reading.text
+    file_names = {m.value for m in reading.paths if m.bare}
     taken = {value for value in arguments.values() if isinstance(value, str)}
-    quoted = [q for q in extract_quoted(text) if q not in file_names and q not in taken]
+    quoted = [q for q in reading.quotes if q not in file_names and q not in taken]
     carried = inputs.text
     remembered = sorted((q for q in extract_quoted(context) if q not in taken), key=len, reverse=True)
     for name in properties:
         if name in arguments:
             continue
+        cued = cued_phrase(reading, name) if not quoted else ""
         if (name in TEXT_PARAMS or name in CONTENT_PARAMS) and quoted:
             arguments[name] = quoted.pop(0)
+        elif cued and cued not in taken:
+            arguments[name] = cued
+            taken.add(cued)
         elif name in CONTENT_PARAMS and carried.strip():
             arguments[name] = carried
             carried = ""
@@ -729,6 +796,46 @@ def fill_text(
             arguments[name] = remembered.pop(0)
         elif name in QUERY_PARAMS and name in required:
             arguments[name] = text
+
+
+# Words that introduce the value of a kind of parameter ("a task titled X", "an email about X",
+# "a note saying X"): what follows them, up to where the phrase ends, is that value as the person wrote it.
+TEXT_CUES: dict[str, str] = {
+    "title": r"titled|entitled|called|named",
+    "name": r"called|named",
+    "subject": r"subject(?:\s+line)?(?:\s+of)?|titled|about|regarding|re",
+    "body": r"saying|that\s+says|which\s+says|with\s+the\s+(?:text|message)|telling\s+(?:them|him|her)",
+    "content": r"saying|that\s+says|containing|with\s+the\s+(?:text|content)",
+    "description": r"description|notes?",
+}
+# Where a cued phrase stops: punctuation that ends a clause, or a word that starts the next part
+# (a time, a place, a recipient, a further instruction).
+_PHRASE_END = re.compile(
+    r"[.;!?()\[\]]|,\s|\s(?:and|then|on|at|by|due|before|after|until|from|with|to|for|in|into|tomorrow|today|next)\s",
+    re.IGNORECASE,
+)
+
+
+def cued_phrase(reading: Reading, name: str) -> str:
+    """The words a cue introduces for parameter `name`, or ''. Stops at a date, path or address too."""
+    cues = TEXT_CUES.get(name)
+    if cues is None:
+        return ""
+    text = reading.text
+    match = re.search(rf"\b(?:{cues})\b\s*[:=-]?\s*", text, re.IGNORECASE)
+    if match is None:
+        return ""
+    start = match.end()
+    stops = [m.start for m in reading.paths] + [w.start for w in reading.dates]
+    stops += [text.find(e) for e in reading.emails]
+    end = min([p for p in stops if p > start] + [len(text)])
+    stop = _PHRASE_END.search(text, start, end)
+    phrase = text[start : stop.start() if stop else end].strip(" ,:-\"'“”‘’")
+    words = phrase.split()
+    # A phrase of one article or pronoun names nothing ("about it", "called the").
+    if not words or (len(words) == 1 and words[0].lower() in ("it", "this", "that", "them", "the", "a", "an")):
+        return ""
+    return phrase if len(words) <= 12 else ""
 
 
 def repeats_a_value(value: Any, arguments: dict[str, Any]) -> bool:
@@ -766,6 +873,72 @@ def enum_options(schema: dict[str, Any]) -> tuple[list[str], bool]:
         if branch.get("type") == "array" and isinstance(items, dict) and isinstance(items.get("enum"), list):
             return [o for o in items["enum"] if isinstance(o, str)], True
     return [], False
+
+
+def copy_arguments(
+    reading: Reading, tool: CandidateTool, names: list[str], properties: dict[str, Any], model: ChoiceModel
+) -> dict[str, Any]:
+    """The model's values for `names`, each one copied from the request's words.
+
+    The grammar (see `copy_grammar`) admits a free-text value only as a run of consecutive words of the
+    request, a number only as one the request states, a choice only among its options; a parameter with
+    none of these to offer is left out, and stays open. The model decides where a title starts and
+    ends, never what it says.
+    """
+    grammar, fields = copy_grammar(reading.text, names, properties)
+    if not fields:
+        return {}
+    lines = "\n".join(f"- {name}: {first_sentence(str(properties[name].get('description', '')))}" for name in fields)
+    prompt = chat_prompt(
+        "You copy the values of a tool call out of the user's request, word for word. Reply with JSON only.",
+        f"Tool: {tool.name}: {first_sentence(tool.description)}\nFields:\n{lines}\nRequest: {reading.text}",
+    )
+    try:
+        generated = json.loads(model.complete(prompt, grammar, max_tokens=48))
+    except json.JSONDecodeError:
+        return {}  # cut short by max_tokens: nothing half-copied is used
+    return generated if isinstance(generated, dict) else {}
+
+
+# Punctuation that joins a word to the sentence, not part of a value copied from it.
+_WORD_EDGES = ".,;:!?\"'“”‘’()[]"
+
+
+def copy_grammar(text: str, names: list[str], properties: dict[str, Any]) -> tuple[str, list[str]]:
+    """GBNF for a JSON object whose values can only be copied from `text`, and the fields it holds.
+
+    Free text: a span of the words (punctuation at their edges dropped). Integers and numbers: a number
+    written in the text, within the schema's bounds. Enums: an option. Booleans: true or false. Other
+    types (objects, lists) are never copied, so those parameters are left out.
+    """
+    words = [w.strip(_WORD_EDGES) for w in text.split()]
+    words = [w for w in words if w]
+    numbers = list(dict.fromkeys(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", text)))
+    values: dict[str, str] = {}
+    for name in names:
+        schema = properties[name]
+        types = schema_types(schema)
+        options, several = enum_options(schema)
+        if options and not several:
+            values[name] = " | ".join(gbnf_literal(json.dumps(option)) for option in options)
+        elif types & {"integer", "number"}:
+            fitting = [n for n in numbers if ("." not in n or "number" in types) and within_bounds(schema, float(n))]
+            if fitting:
+                values[name] = " | ".join(gbnf_literal(n) for n in fitting)
+        elif types == {"boolean"}:
+            values[name] = '"true" | "false"'
+        elif (not types or types == {"string"}) and words:
+            values[name] = '"\\"" span "\\""'
+    if not values:
+        return "", []
+    fields = list(values)
+    members = ' ", " '.join(f"{gbnf_literal(json.dumps(name) + ': ')} value{i}" for i, name in enumerate(fields))
+    rules = [f'root ::= "{{" {members} "}}"']
+    rules += [f"value{i} ::= {values[name]}" for i, name in enumerate(fields)]
+    grammar = "\n".join(rules) + "\n"
+    if any("span" in values[name] for name in fields):
+        grammar += gbnf_spans(words)
+    return grammar, fields
 
 
 def generate_arguments(

@@ -16,4 +16,6 @@ class RouterServicer(pb_grpc.RouterServicer):
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.ToolCall:
         if not request.text.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
-        return await self.router.route(request.text, request.candidates, request.context, request.inputs_json)
+        return await self.router.route(
+            request.text, request.candidates, request.context, request.inputs_json, request.reading_json
+        )

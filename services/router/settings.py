@@ -22,4 +22,9 @@ class RouterSettings(CommonSettings):
     router_use_model: bool = Field(
         True, description="Ask the model to break near-ties and fill open values; false routes on retrieval alone."
     )
+    router_span_copy: bool = Field(
+        True,
+        description="The model copies free-text values as spans of the request under a grammar (the default); "
+        "false lets it write them under the schema's grammar (an ablation).",
+    )
     router_threads: int = Field(0, ge=0, description="llama.cpp threads; 0 means one per core.")

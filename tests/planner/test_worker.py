@@ -117,13 +117,31 @@ async def test_a_refused_request_ends_at_once_with_the_reason(worker: PlannerWor
 async def test_a_follow_up_turn_is_not_vague_once_the_session_has_history(
     worker: PlannerWorker, tmp_path: Path
 ) -> None:
-    vague = finished(list(await worker.on_turn(turn("r3", "extract the text of that PDF", session="s3"))))
+    # Without history "that PDF" names nothing: the step is routed as a dry run, to show its tool, and
+    # the run asks back instead of running it.
+    held = only_step(list(await worker.on_turn(turn("r3", "extract the text of that PDF", session="s3"))))
+    assert held.dry_run
+    skipped = result("r3", 1, "document.extract_text", None, pb.STEP_STATUS_SKIPPED)
+    vague = finished(list(await worker.on_result(skipped)))
     assert vague.status == pb.RUN_STATUS_NEEDS_CLARIFICATION
+    assert "would call document.extract_text" in vague.answer and "nothing was run" in vague.answer
     listed = {"entries": [{"name": "r.pdf", "path": f"{tmp_path}/r.pdf"}]}
     only_step(list(await worker.on_turn(turn("r4", f"List the files in {tmp_path}", session="s3"))))
     finished(list(await worker.on_result(result("r4", 1, "filesystem.list_dir", listed, path=str(tmp_path)))))
     follow = only_step(list(await worker.on_turn(turn("r5", "extract the text of that PDF", session="s3"))))
     assert json.loads(follow.inputs_json)["paths"][0] == f"{tmp_path}/r.pdf"
+
+
+async def test_a_turn_that_only_gives_the_open_value_completes_the_step_before(worker: PlannerWorker) -> None:
+    only_step(list(await worker.on_turn(turn("r7", "add an event called Retro to my calendar", session="s7"))))
+    open_step = result("r7", 1, "calendar.create_event", None, pb.STEP_STATUS_NEEDS_CLARIFICATION, title="Retro")
+    asked = finished(list(await worker.on_result(open_step)))
+    assert asked.status == pb.RUN_STATUS_NEEDS_CLARIFICATION and "calendar.create_event" in asked.answer
+    given = only_step(list(await worker.on_turn(turn("r8", "tomorrow from 3pm to 4pm", session="s7"))))
+    assert given.intent == "add an event called Retro to my calendar tomorrow from 3pm to 4pm"
+    # A new instruction is a new request, not values for the old one.
+    fresh = only_step(list(await worker.on_turn(turn("r9", "list my tasks", session="s7"))))
+    assert fresh.intent == "list my tasks"
 
 
 async def test_a_catalogue_taken_while_the_tool_host_started_is_completed_when_a_tool_is_new(

@@ -328,8 +328,8 @@ def test_one_day_with_a_time_range() -> None:
     event = tool("calendar.create_event", {"title": STRING, "start": STRING, "end": STRING}, ["title", "start", "end"])
     assert fill(event, "Put 'Lunch' on 2026-03-20, 12:30 to 13:30") == {
         "title": "Lunch",
-        "start": "2026-03-20T12:30",
-        "end": "2026-03-20T13:30",
+        "start": "2026-03-20T12:30:00",
+        "end": "2026-03-20T13:30:00",
     }
     events = tool("calendar.list_events", {"start_date": STRING, "end_date": STRING}, ["start_date", "end_date"])
     assert fill(events, "meetings on 2026-03-12") == {"start_date": "2026-03-12", "end_date": "2026-03-12"}

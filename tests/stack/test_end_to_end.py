@@ -227,7 +227,9 @@ def test_system_paths_and_vague_requests_end_without_any_call(stack: Stack) -> N
     assert refused["status"] == "refused" and refused["steps"] == []
     assert "/etc/shadow" in refused["answer"]
     vague = json.loads(stack.sb("ask", "--json", "--wait", "fix it").stdout)
-    assert vague["status"] == "needs_clarification" and vague["steps"] == []
+    assert vague["status"] == "needs_clarification"
+    # Its step may be routed to show what it would call, but nothing runs before the person answers.
+    assert all(step["status"] in ("skipped", "needs_clarification") for step in vague["steps"]), vague["steps"]
 
 
 def test_a_failed_step_is_retried_once_with_the_tool_hosts_correction(stack: Stack, workspace: Path) -> None:
@@ -256,3 +258,19 @@ def test_reading_the_same_file_twice_reuses_the_first_result(stack: Stack, works
     assert first["status"] == second["status"] == "succeeded"
     assert second["result"] == first["result"]
     assert "contents of alpha.txt" in run["answer"]
+
+
+def test_a_value_nobody_gave_is_an_open_field_the_next_turn_fills(stack: Stack) -> None:
+    asked = json.loads(stack.sb("ask", "--json", "--wait", "Add an event called Planning sync to my calendar").stdout)
+    assert asked["status"] == "needs_clarification", asked["answer"]
+    (step,) = asked["steps"]
+    assert step["tool"] == "calendar.create_event" and step["arguments"] == {"title": "Planning sync"}
+    assert sorted(step["missing"]) == ["end", "start"]
+    assert "calendar.create_event" in asked["answer"] and "start" in asked["answer"]
+    session = asked["session_id"]
+    given = json.loads(
+        stack.sb("ask", "--json", "--wait", "--dry-run", "--session", session, "2030-01-07 from 3pm to 4pm").stdout
+    )
+    (step,) = given["steps"]
+    assert step["tool"] == "calendar.create_event", given
+    assert step["arguments"] == {"title": "Planning sync", "start": "2030-01-07T15:00:00", "end": "2030-01-07T16:00:00"}
