@@ -32,21 +32,28 @@ def gbnf_literal(text: str) -> str:
     return f'"{escaped}"'
 
 
-def gbnf_spans(words: list[str], rule: str = "span") -> str:
-    """GBNF rules named `rule` whose only sentences are runs of consecutive `words`, joined by spaces.
+def gbnf_runs(runs: list[list[str]], rule: str = "span") -> str:
+    """GBNF rules named `rule` whose only sentences are spans of consecutive words of one of `runs`,
+    joined by spaces.
 
-    The model can start at any word and stop after any later one, but cannot write a word that is not
-    there or skip one: what it gives is a span of the text the words came from. One rule per word keeps
-    the grammar linear in the length of the text. Each word is written as the inside of a JSON string.
+    The model can start at any word and stop after any later one of the same run, but cannot write a
+    word that is not there, skip one, or cross from one run into the next: what it gives is a span of
+    the text the words came from. One rule per word keeps the grammar linear in the length of the text.
+    Each word is written as the inside of a JSON string.
     """
-    if not words:
+    if not any(runs):
         raise ValueError("a span needs at least one word")
-    lines = [f"{rule} ::= " + " | ".join(f"{rule}{i}" for i in range(len(words)))]
-    for i, word in enumerate(words):
-        literal = gbnf_literal(json.dumps(word)[1:-1])
-        tail = f' | {literal} " " {rule}{i + 1}' if i + 1 < len(words) else ""
-        lines.append(f"{rule}{i} ::= {literal}{tail}")
-    return "\n".join(lines) + "\n"
+    starts: list[str] = []
+    lines: list[str] = []
+    index = 0
+    for run in runs:
+        for position, word in enumerate(run):
+            literal = gbnf_literal(json.dumps(word)[1:-1])
+            tail = f' | {literal} " " {rule}{index + 1}' if position + 1 < len(run) else ""
+            lines.append(f"{rule}{index} ::= {literal}{tail}")
+            starts.append(f"{rule}{index}")
+            index += 1
+    return "\n".join([f"{rule} ::= " + " | ".join(starts), *lines]) + "\n"
 
 
 def chat_prompt(system: str, user: str, assistant_prefix: str = "") -> str:

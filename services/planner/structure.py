@@ -85,7 +85,8 @@ def list_items(text: str) -> list[str]:
                 items.append(body)
         return [i for i in items if i.strip(_TRAILING)]
     joined = " ".join(line.strip() for line in lines)
-    numbers = list(_INLINE_NUMBER.finditer(joined))
+    # Numbers inside a quotation ("'Agenda: 1. Budget 2. Hiring'") are its content, not a list of steps.
+    numbers = list(_INLINE_NUMBER.finditer(_masked(joined, 0, len(joined))))
     if len(numbers) >= 2 and [int(m.group(1)) for m in numbers] == list(range(1, len(numbers) + 1)):
         bounds = [m.start() for m in numbers] + [len(joined)]
         head = joined[: bounds[0]].strip()
@@ -119,19 +120,22 @@ def clauses(text: str) -> list[str]:
         if question and not (lead and _ASKS.search(lead.group(0))):
             cuts = [start]  # "What OS and CPU is it running?" asks one thing
         else:
+            # After a bare "and" or comma the words may go on a list ("the date, amount due and vendor");
+            # after "then" or "so" they cannot.
             cuts = [start] + [
                 p
-                for p in _coordinations(masked, start, end)
-                if is_instruction(masked, p, end) and not _in_a_list(masked, start, end, p)
+                for p, marked in _coordinations(masked, start, end)
+                if is_instruction(masked, p, end) and (marked or not _in_a_list(masked, start, end, p))
             ]
         for index, cut in enumerate(cuts):
             stop = cuts[index + 1] if index + 1 < len(cuts) else end
             if index > 0 or question or is_instruction(masked, cut, stop):
                 instruction = True
             else:
-                # A sentence that is not a statement is a step even when the parser misses its verb;
-                # words before a clause that follows them ("Using those docs, find …") lead into it.
-                instruction = len(cuts) == 1 and not is_statement(masked, cut, stop)
+                # Words that are not a statement are a step even when the parser misses their verb,
+                # unless they only lead into the clause after them ("Using those docs, find …").
+                leads_in = len(cuts) > 1 and _leads_in(masked, cut, stop)
+                instruction = not leads_in and not is_statement(masked, cut, stop)
             pieces.append((cut, stop, instruction))
     steps: list[list[tuple[int, int]]] = []
     waiting: list[tuple[int, int]] = []  # remarks before the first instruction
@@ -167,19 +171,23 @@ _SENTENCE = re.compile(r".+?(?:[.!?]+(?=\s+[\"'“‘(]?[A-Z0-9])|$)", re.DOTALL
 _COORDINATION = re.compile(r"(?:[,;]|\b(?:and|then)\b)", re.IGNORECASE)
 _CONNECTIVES_AFTER = re.compile(
     r"\s*(?:(?:and|then|also|finally|lastly|next|afterwards|after\s+that|once\s+(?:that(?:'s|\s+is)|you(?:'re|\s+are))"
-    r"\s+done|when\s+you(?:'re|\s+are)\s+done|please|so)\b[\s,]*)*",
+    r"\s+done|when\s+you(?:'re|\s+are)\s+done|please|so|(?:can|could|would|will)\s+you(?:\s+please)?)\b[\s,]*)*",
     re.IGNORECASE,
 )
 
 
-def _coordinations(text: str, start: int, end: int) -> list[int]:
-    """Where a clause coordinated with the one before may start, in `text[start:end]`."""
-    positions: list[int] = []
+def _coordinations(text: str, start: int, end: int) -> list[tuple[int, bool]]:
+    """Where a clause coordinated with the one before may start, in `text[start:end]`, each with whether
+    a connective marks it as a next step ("then", "so", "can you" …) rather than a bare "and" or comma."""
+    positions: list[tuple[int, bool]] = []
     for match in _COORDINATION.finditer(text, start, end):
         after = _CONNECTIVES_AFTER.match(text, match.end(), end)
         position = after.end() if after else match.end()
-        if position < end and (not positions or position > positions[-1]):
-            positions.append(position)
+        marked = match.group(0).lower() == "then" or bool(
+            after and after.group(0).strip(" ,").lower() not in ("", "and")
+        )
+        if position < end and (not positions or position > positions[-1][0]):
+            positions.append((position, marked))
     return positions
 
 
@@ -212,7 +220,7 @@ def is_instruction(text: str, start: int, end: int) -> bool:
     if body >= end or _MASK_WORD.match(text, body):
         return False  # a path, date or address first: no clause starts with one
     with _lock:
-        doc = pipeline()("You " + text[body].lower() + text[body + 1 : end])
+        doc = pipeline()("You " + _lower_first_word(text, body, end))
     if len(doc) < 2:
         return False
     word = doc[1]
@@ -245,7 +253,7 @@ def _sentence_parse(text: str, start: int, end: int) -> tuple[Any, int]:
     lead = _LEAD_IN.match(text, start, end)
     body = lead.end() if lead else start
     with _lock:
-        return pipeline()("You " + text[body].lower() + text[body + 1 : end]), body - 4
+        return pipeline()("You " + _lower_first_word(text, body, end)), body - 4
 
 
 def _in_a_list(text: str, start: int, end: int, position: int) -> bool:
@@ -267,8 +275,34 @@ def is_statement(text: str, start: int, end: int) -> bool:
         doc = pipeline()(text[start:end])
     for sentence in doc.sents:
         root = sentence.root
-        return any(c.dep_ in ("nsubj", "nsubjpass", "expl") and c.i < root.i for c in root.children)
+        if root.lower_ in _WANTING and any(c.lower_ in ("i", "we") for c in root.children if c.dep_ == "nsubj"):
+            return False  # "I need to know which files …" asks for something
+        subjects = [c for c in root.children if c.dep_ in ("nsubj", "nsubjpass", "expl") and c.i < root.i]
+        # A verb before the subject ("Trash ~/a.jpg, it's a copy") means the sentence opens with an order.
+        return any(_names_something(c) and not any(t.pos_ == "VERB" for t in sentence if t.i < c.i) for c in subjects)
     return False
+
+
+def _leads_in(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` opens with a participle, preposition or adverb ("Using those docs",
+    "Switching gears", "In the meantime"): words that set up the clause after them."""
+    doc, _ = _sentence_parse(text, start, end)
+    first = doc[1] if len(doc) > 1 and doc[0].lower_ == "you" else doc[0]
+    return first.tag_ in ("VBG", "VBN") or first.pos_ in ("ADP", "ADV", "SCONJ")
+
+
+# Verbs of wanting: a sentence that says what the person needs is a request, not a remark.
+_WANTING = frozenset({"need", "want", "like", "wish"})
+
+
+def _names_something(subject: Any) -> bool:
+    """A subject that is clearly one: a pronoun ("I", "it"), a path or file ("~/a.pdf is a scan"), or a
+    noun with a determiner or owner ("the transcript", "my Pictures folder"). A bare noun before a verb
+    is as often an imperative the parser misread ("Spot anomalies …", "Flag rows …"), and a step is the
+    safer reading."""
+    if subject.pos_ == "PRON" or subject.dep_ == "expl" or _MASK_WORD.fullmatch(subject.text):
+        return True  # a pronoun, or a path, file or address the sentence is about
+    return any(c.dep_ in ("det", "poss") for c in subject.children)
 
 
 # Politeness and connectives before a sentence's verb; "can you …?" asks for an action, not an answer.
@@ -292,6 +326,16 @@ _LITERAL = re.compile(
 
 
 _MASK_WORD = re.compile(r"Xx*\b")
+_FIRST_WORD = re.compile(r"\S+")
+
+
+def _lower_first_word(text: str, start: int, end: int) -> str:
+    """`text[start:end]` with its first word in lower case, as it stands after "You" ("OCR it" → "ocr
+    it": in capitals the parser takes it for a name)."""
+    first = _FIRST_WORD.match(text, start, end)
+    if first is None or _MASK_WORD.fullmatch(first.group(0)):
+        return text[start:end]
+    return first.group(0).lower() + text[first.end() : end]
 
 
 def _masked(text: str, start: int, end: int) -> str:

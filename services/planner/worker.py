@@ -174,6 +174,12 @@ class PlannerWorker:
             await self._save(turn.run_id, state)
             return await self._finish(turn.run_id, state, Finish(RunOutcome.REFUSED, assessment.reason))
         plan = await asyncio.to_thread(self.planning.plan, text)
+        if assessment.verdict is policy.Verdict.CLARIFY and len(plan) > 1:
+            # "Take a screenshot and run OCR on the screenshot": a later step may point at what an
+            # earlier one makes, so only the first step's words must stand on their own.
+            first = self.planning.assess(plan[0].intent, has_context=not history.empty)
+            if first.verdict is policy.Verdict.PROCEED:
+                assessment = first
         if assessment.verdict is policy.Verdict.CLARIFY:
             # The person is asked first; the first step is still routed, as a dry run, so the question
             # comes with the tool it is about and the values already known.

@@ -49,7 +49,7 @@ from switchboard.extract import (
     mentions_recursion,
     mentions_word,
 )
-from switchboard.llm import chat_prompt, gbnf_literal, gbnf_spans
+from switchboard.llm import chat_prompt, gbnf_literal, gbnf_runs
 from switchboard.reading import Reading
 from switchboard.reading import leading_verb as first_word
 
@@ -391,7 +391,7 @@ def fill_paths(
     )
     sources = [name for name in scalar if name not in destinations]
 
-    mentions = reading.paths
+    mentions = placed_in_named_folder(reading.paths) if not inputs.base_dir else reading.paths
     # Without a destination parameter "to" only joins things ("compare it to ~/b.pdf"): no mark then.
     marked = [m for m in mentions if m.to_destination and destinations]
     unmarked = [m for m in mentions if m not in marked]
@@ -459,6 +459,24 @@ def fill_paths(
             arguments[name] = value
             seen.update(keys)
     return arguments
+
+
+def placed_in_named_folder(mentions: list[PathMention]) -> list[PathMention]:
+    """`mentions` with bare file names put in the one well-known folder the words name as where they are
+    ("the html file on my Desktop called summary.html" → `~/Desktop/summary.html`); that folder is then
+    no mention of its own. A folder named as where something goes ("to my Desktop") is left alone."""
+    folders = [m for m in mentions if m.value.startswith("~") and not m.bare and not has_extension(m.value)]
+    bare = [m for m in mentions if m.bare]
+    if len(folders) != 1 or folders[0].to_destination or not bare or any(m.to_destination for m in bare):
+        return mentions
+    folder = folders[0]
+    if not any(m.value.startswith(("/", "~")) and m is not folder for m in mentions):
+        return [
+            PathMention(place_in(folder.value, m.value), m.start, m.end, False, m.to_destination) if m.bare else m
+            for m in mentions
+            if m is not folder
+        ]
+    return mentions
 
 
 def path_key(path: str) -> str:
@@ -756,8 +774,45 @@ def fill_names(reading: Reading, properties: dict[str, Any], arguments: dict[str
             value = next(iter(extract_tool_names(text)), None)
         elif name.endswith("format"):
             value = extract_target_format(text)
+        if not value and name not in TEXT_PARAMS and name not in CONTENT_PARAMS:
+            value = named_value(text, name)
         if value and not any(value in when for when in dated):
             arguments[name] = value
+
+
+def named_value(text: str, name: str) -> str | None:
+    """The value the words give a parameter by naming it: "callback id inv-watch", "inv-watch as the
+    callback id", "template: board", "the letterhead template" (for `callback_id`, `template`).
+
+    The value must look like one: quoted, or a single word with a digit, a hyphen, an underscore or a
+    capital; so "the template for it" gives nothing.
+    """
+    parts = [re.escape(part) for part in name.split("_") if part]
+    if not parts:
+        return None
+    words = "(?i:" + r"\s+".join(parts) + ")"  # the name in any case; the value's case is evidence
+    value = r"""(?:["“'‘]([^"”'’]{1,80})["”'’]|([\w.-]*[\d_A-Z-][\w.-]*))"""
+    # Right before the name, as in "the letterhead template", a plain word names it too.
+    plain = r"""(?:["“'‘]([^"”'’]{1,80})["”'’]|([\w.-]+))"""
+    forms = (
+        rf"\b{words}\s*(?:is|=|:|of|to)?\s*{value}",
+        rf"{value}\s+(?i:as)\s+(?i:the\s+|a\s+|my\s+)?{words}\b",
+        rf"\b(?i:the|my|a|an|our|your)\s+{plain}\s+{words}\b",
+    )
+    blanked = " ".join(text.split())
+    for form in forms:
+        match = re.search(form, blanked)
+        if match is None:
+            continue
+        found = (match.group(1) or match.group(2) or "").strip().rstrip(_TRAILING_MARKS)
+        if found and found.lower() not in _NOT_VALUES:
+            return found
+    return None
+
+
+_TRAILING_MARKS = ".,;:!?)"
+# Words that fill the value slot of a form above without being a value.
+_NOT_VALUES = frozenset("the a an my it this that is as to new same usual other right whole old own current".split())
 
 
 def fill_text(
@@ -804,10 +859,12 @@ TEXT_CUES: dict[str, str] = {
     "title": r"titled|entitled|called|named",
     "name": r"called|named",
     "subject": r"subject(?:\s+line)?(?:\s+of)?|titled|about|regarding|re",
-    "body": r"saying|that\s+says|which\s+says|with\s+the\s+(?:text|message)|telling\s+(?:them|him|her)",
-    "content": r"saying|that\s+says|containing|with\s+the\s+(?:text|content)",
+    "body": r"saying|that\s+says|which\s+says|(?:with\s+)?the\s+(?:text|message|body)|telling\s+(?:them|him|her)",
+    "content": r"saying|that\s+says|containing|(?:with\s+)?the\s+(?:text|content)",
     "description": r"description|notes?",
 }
+# Parameters a colon gives a value to ("Add a to-do: renew passport").
+COLON_VALUES = ("title", "content", "text", "name")
 # Where a cued phrase stops: punctuation that ends a clause, or a word that starts the next part
 # (a time, a place, a recipient, a further instruction).
 _PHRASE_END = re.compile(
@@ -817,17 +874,25 @@ _PHRASE_END = re.compile(
 
 
 def cued_phrase(reading: Reading, name: str) -> str:
-    """The words a cue introduces for parameter `name`, or ''. Stops at a date, path or address too."""
+    """The words a cue introduces for parameter `name`, or ''. Stops at a date, path or address too.
+
+    Besides the cues of `TEXT_CUES`, a colon after the request's first words introduces the title or
+    the content of what it makes ("Add a to-do: renew passport").
+    """
     cues = TEXT_CUES.get(name)
-    if cues is None:
+    if cues is None and name not in COLON_VALUES:
         return ""
     text = reading.text
-    match = re.search(rf"\b(?:{cues})\b\s*[:=-]?\s*", text, re.IGNORECASE)
+    match = re.search(rf"\b(?:{cues})\b\s*[:=-]?\s*", text, re.IGNORECASE) if cues else None
+    if match is None and name in COLON_VALUES:
+        match = re.search(r"^[^:\d]{3,60}:\s+(?=\S)", text)
     if match is None:
         return ""
     start = match.end()
     stops = [m.start for m in reading.paths] + [w.start for w in reading.dates]
     stops += [text.find(e) for e in reading.emails]
+    if start in stops:
+        return ""  # the cue introduces a date, a path or an address, not words of its own
     end = min([p for p in stops if p > start] + [len(text)])
     stop = _PHRASE_END.search(text, start, end)
     phrase = text[start : stop.start() if stop else end].strip(" ,:-\"'“”‘’")
@@ -885,7 +950,9 @@ def copy_arguments(
     none of these to offer is left out, and stays open. The model decides where a title starts and
     ends, never what it says.
     """
-    grammar, fields = copy_grammar(reading.text, names, properties)
+    taken = [(m.start, m.end) for m in reading.paths] + [(w.start, w.end) for w in reading.dates]
+    taken += [(m.start(), m.end()) for e in reading.emails for m in re.finditer(re.escape(e), reading.text)]
+    grammar, fields = copy_grammar(reading.text, names, properties, taken)
     if not fields:
         return {}
     lines = "\n".join(f"- {name}: {first_sentence(str(properties[name].get('description', '')))}" for name in fields)
@@ -904,15 +971,27 @@ def copy_arguments(
 _WORD_EDGES = ".,;:!?\"'“”‘’()[]"
 
 
-def copy_grammar(text: str, names: list[str], properties: dict[str, Any]) -> tuple[str, list[str]]:
+def copy_grammar(
+    text: str, names: list[str], properties: dict[str, Any], taken: list[tuple[int, int]] | None = None
+) -> tuple[str, list[str]]:
     """GBNF for a JSON object whose values can only be copied from `text`, and the fields it holds.
 
-    Free text: a span of the words (punctuation at their edges dropped). Integers and numbers: a number
-    written in the text, within the schema's bounds. Enums: an option. Booleans: true or false. Other
-    types (objects, lists) are never copied, so those parameters are left out.
+    Free text: a span of the words (punctuation at their edges dropped) that does not run over `taken`
+    (character ranges other parameters' values came from: paths, dates, addresses). Integers and
+    numbers: a number written in the text, within the schema's bounds. Enums: an option the words name.
+    Booleans: true or false. Other types (objects, lists), and enums the words name no option of, are
+    never copied, so those parameters are left out.
     """
-    words = [w.strip(_WORD_EDGES) for w in text.split()]
-    words = [w for w in words if w]
+    runs: list[list[str]] = [[]]
+    for match in re.finditer(r"\S+", text):
+        if any(start < match.end() and match.start() < end for start, end in taken or []):
+            runs.append([])  # a span may not cross a value that is someone else's
+            continue
+        word = match.group(0).strip(_WORD_EDGES)
+        if word:
+            runs[-1].append(word)
+    runs = [run for run in runs if run]
+    words = [w for run in runs for w in run]
     numbers = list(dict.fromkeys(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", text)))
     values: dict[str, str] = {}
     for name in names:
@@ -920,7 +999,9 @@ def copy_grammar(text: str, names: list[str], properties: dict[str, Any]) -> tup
         types = schema_types(schema)
         options, several = enum_options(schema)
         if options and not several:
-            values[name] = " | ".join(gbnf_literal(json.dumps(option)) for option in options)
+            named = extract_choices(text, options)
+            if named:
+                values[name] = " | ".join(gbnf_literal(json.dumps(option)) for option in named)
         elif types & {"integer", "number"}:
             fitting = [n for n in numbers if ("." not in n or "number" in types) and within_bounds(schema, float(n))]
             if fitting:
@@ -937,7 +1018,7 @@ def copy_grammar(text: str, names: list[str], properties: dict[str, Any]) -> tup
     rules += [f"value{i} ::= {values[name]}" for i, name in enumerate(fields)]
     grammar = "\n".join(rules) + "\n"
     if any("span" in values[name] for name in fields):
-        grammar += gbnf_spans(words)
+        grammar += gbnf_runs(runs)
     return grammar, fields
 
 
