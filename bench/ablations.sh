@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ablations of docs/benchmarks.md, on the test halves: each configuration gets a stack of its own
 # (started, measured, stopped), and its results go to bench/results/<configuration>/.
-#   bench/ablations.sh [CONFIG ...]     CONFIG: base-encoder, no-model, no-session (default: all three)
+#   bench/ablations.sh [CONFIG ...]     CONFIG: base-encoder, no-model, no-session, rules-splitter,
+#                                       model-writes, q4-1 (default: all six)
 # The full system's figures are `make bench` (bench/run_suites.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ if $PY -m switchboard.stack wait --timeout 2 >/dev/null 2>&1; then
 fi
 BASE=$($PY -c "from switchboard.settings import default_embedding_path as d; print(d())")
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(base-encoder no-model no-session)
+[ ${#configs[@]} -gt 0 ] || configs=(base-encoder no-model no-session rules-splitter model-writes q4-1)
 for config in "${configs[@]}"; do
     case $config in
         # The shipped all-MiniLM-L6-v2 with the fusion weight it was tuned with, and no "no tool fits"
@@ -22,6 +23,13 @@ for config in "${configs[@]}"; do
                       kinds=(single chain turns edge) ;;
         no-model)     env=(SWITCHBOARD_ROUTER_USE_MODEL=false); kinds=(single turns args) ;;
         no-session)   env=(SWITCHBOARD_PLANNER_SESSION_MEMORY=false); kinds=(turns) ;;
+        # The word-list splitter of issues 1-9 instead of the dependency parse.
+        rules-splitter) env=(SWITCHBOARD_PLANNER_SPLITTER=rules); kinds=(chain compound turns) ;;
+        # The model writes free-text values under the schema's grammar instead of copying spans.
+        model-writes) env=(SWITCHBOARD_ROUTER_SPAN_COPY=false); kinds=(args single) ;;
+        # The model as shipped (Q4_1) instead of re-quantized to Q4_0.
+        q4-1)         shipped=models/SmolLM2-135M-Instruct.Q4_1.gguf
+                      env=(SWITCHBOARD_ROUTER_MODEL=$shipped SWITCHBOARD_PLANNER_MODEL=$shipped); kinds=(args single) ;;
         *) echo "unknown configuration $config" >&2; exit 2 ;;
     esac
     out=bench/results/$config

@@ -116,7 +116,8 @@ def held(state: RunState) -> Finish:
         if outcome is None or not outcome.tool:
             continue
         call = f"{outcome.tool}({format_arguments(outcome.arguments)})"
-        still = f" ({outcome.error})" if outcome.state is StepState.NEEDS_CLARIFICATION and outcome.error else ""
+        open_values = outcome.state is StepState.NEEDS_CLARIFICATION and outcome.error not in ("", state.held)
+        still = f" ({outcome.error})" if open_values else ""
         lines.append(
             f"Step {order.number} would call {call}{still}; nothing was run. Say what you meant and I will go on."
         )

@@ -246,6 +246,7 @@ class PlannerWorker:
             context=order.context,
             inputs_json=json.dumps(order.inputs) if order.inputs else "",
             reading_json=Reading.of(order.intent, datetime.fromisoformat(state.asked_at)).to_json(),
+            held=state.held,
         )
         return emit(keys.STEPS, run_id, order.number, step_key(run_id, order.number, STAGE), step.SerializeToString())
 

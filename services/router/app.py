@@ -115,6 +115,7 @@ class ToolRouter:
         call.step = step.number
         call.dry_run = step.dry_run
         call.change_intent = step.change_intent
+        call.held = step.held
         call.hops.extend([*step.hops, keys.RANKED])
         return [
             emit(

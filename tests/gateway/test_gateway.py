@@ -196,6 +196,20 @@ async def test_dry_run_routes_but_never_approves(served, redis: aioredis.Redis) 
     assert pb.StepResult.FromString(out.envelope.body).status == pb.STEP_STATUS_SKIPPED
 
 
+async def test_a_call_held_for_a_question_is_shown_but_never_proposed(served) -> None:  # noqa: ANN001
+    gateway, _ = served
+    run = await gateway.submit("Read that file")  # not a dry run: the hold alone must stop it
+    env = proposal(run.run_id, "filesystem.read_file", {"path": "/tmp/a.txt"})
+    call = pb.ToolCall.FromString(env.body)
+    call.held = "Which file? Give its path."
+    [out] = await gateway.on_proposal(Envelope(env.run_id, env.step, env.idempotency_key, "", call.SerializeToString()))
+    assert out.stream == keys.RESULTS
+    result = pb.StepResult.FromString(out.envelope.body)
+    assert result.status == pb.STEP_STATUS_NEEDS_CLARIFICATION and result.error == "Which file? Give its path."
+    record = (await gateway.store.get(run.run_id)).steps[0]
+    assert record.tool == "filesystem.read_file" and record.status == pb.STEP_STATUS_NEEDS_CLARIFICATION
+
+
 async def test_watch_replays_events_until_finished(served) -> None:  # noqa: ANN001
     gateway, stub = served
     run = await gateway.submit("List the files in /tmp")

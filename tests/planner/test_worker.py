@@ -120,9 +120,9 @@ async def test_a_follow_up_turn_is_not_vague_once_the_session_has_history(
     # Without history "that PDF" names nothing: the step is routed as a dry run, to show its tool, and
     # the run asks back instead of running it.
     held = only_step(list(await worker.on_turn(turn("r3", "extract the text of that PDF", session="s3"))))
-    assert held.dry_run
-    skipped = result("r3", 1, "document.extract_text", None, pb.STEP_STATUS_SKIPPED)
-    vague = finished(list(await worker.on_result(skipped)))
+    assert held.dry_run and held.held  # the gateway records it as a question, never as a call to run
+    asked = result("r3", 1, "document.extract_text", None, pb.STEP_STATUS_NEEDS_CLARIFICATION)
+    vague = finished(list(await worker.on_result(asked)))
     assert vague.status == pb.RUN_STATUS_NEEDS_CLARIFICATION
     assert "would call document.extract_text" in vague.answer and "nothing was run" in vague.answer
     listed = {"entries": [{"name": "r.pdf", "path": f"{tmp_path}/r.pdf"}]}
