@@ -65,10 +65,26 @@ def split_by_structure(text: str) -> list[Segment]:
 
 
 def list_items(text: str) -> list[str]:
-    """The items of a list the request is written as (lines with markers, or "1) … 2) …" on one line);
-    the whole text when it is no list. A line ending in ":" introduces the items after it."""
+    """The items of a list of instructions the request is written as (lines with markers, or "1) … 2) …"
+    on one line); the whole text when it is no such list. A line ending in ":" introduces the items
+    after it. A list of things rather than instructions ("with this agenda: 1. budget 2. hiring") is
+    the content of one request."""
     lines = [line for line in text.splitlines() if line.strip()]
     marked = [bool(_LIST_ITEM.match(line)) for line in lines]
+    items = _listed(lines, marked)
+    if items and sum(map(_instructs, items)) * 2 > len(items):
+        return items
+    joined = " ".join(line.strip() for line in lines)
+    return [joined] if joined.strip() else []
+
+
+def _instructs(item: str) -> bool:
+    masked = _masked(item, 0, len(item))
+    return is_instruction(masked, 0, len(masked))
+
+
+def _listed(lines: list[str], marked: list[bool]) -> list[str]:
+    """The items of a marked or numbered list in `lines`; none when they are no list."""
     if sum(marked) >= 2:
         items: list[str] = []
         lead = ""
@@ -94,18 +110,18 @@ def list_items(text: str) -> list[str]:
         if head and not head.endswith(":"):
             items.insert(0, head)
         return [i for i in items if i.strip(_TRAILING)]
-    return [joined] if joined.strip() else []
+    return []
 
 
 def clauses(text: str) -> list[str]:
     """The instructions in `text` (no list markers), each as the person's own words, in order.
 
-    Sentences end at a full stop before a capital. Within one, a step starts wherever an imperative clause starts: at
-    the sentence's start, or after a comma, semicolon, "and" or "then" (with "finally", "also" … set
-    aside), when the parser reads an imperative clause there (`is_instruction`). A sentence is a step
-    unless it is a statement (`is_statement`): "Compliance wants a record." or "My Pictures folder is
-    bloated, so …" go with the step they explain: the next one in the sentence, or the one before, or
-    the first of the next sentence.
+    Sentences end at a full stop before a capital. Within one, a step starts wherever an imperative
+    clause starts: at the sentence's start, or after a comma, semicolon, "and" or "then" (with
+    "finally", "also" … set aside), when the parser reads an imperative clause there (`is_instruction`).
+    A sentence is a step unless it is a statement (`is_statement`): "Compliance wants a record." or
+    "My Pictures folder is bloated, so …" go with the step they explain: the next one in the sentence,
+    or the one before, or the first of the next sentence.
     """
     masked = _masked(text, 0, len(text))
     sentences = [
@@ -277,6 +293,8 @@ def is_statement(text: str, start: int, end: int) -> bool:
         root = sentence.root
         if root.lower_ in _WANTING and any(c.lower_ in ("i", "we") for c in root.children if c.dep_ == "nsubj"):
             return False  # "I need to know which files …" asks for something
+        if root.lower_ in _BE and not any(t.pos_ == "VERB" for t in sentence if t.i < root.i):
+            return True  # "Here are the records: …", "Some are duplicates": it presents, it asks nothing
         subjects = [c for c in root.children if c.dep_ in ("nsubj", "nsubjpass", "expl") and c.i < root.i]
         # A verb before the subject ("Trash ~/a.jpg, it's a copy") means the sentence opens with an order.
         return any(_names_something(c) and not any(t.pos_ == "VERB" for t in sentence if t.i < c.i) for c in subjects)
@@ -291,6 +309,8 @@ def _leads_in(text: str, start: int, end: int) -> bool:
     return first.tag_ in ("VBG", "VBN") or first.pos_ in ("ADP", "ADV", "SCONJ")
 
 
+# The forms of "be": a sentence built on one describes or presents something.
+_BE = frozenset({"is", "are", "was", "were", "'s", "'re", "am", "be"})
 # Verbs of wanting: a sentence that says what the person needs is a request, not a remark.
 _WANTING = frozenset({"need", "want", "like", "wish"})
 
