@@ -22,7 +22,7 @@ import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
 
 from switchboard import keys
 from switchboard.settings import CommonSettings
@@ -47,6 +47,26 @@ def connect_redis(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url, decode_responses=False, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=5.0
     )
+
+
+# How long a service waits for Redis to finish loading its data at start before it gives up.
+REDIS_LOADING_WAIT_SECONDS = 300.0
+
+
+async def wait_for_redis(redis: aioredis.Redis, stop: asyncio.Event, limit: float = REDIS_LOADING_WAIT_SECONDS) -> None:
+    """Return once Redis answers commands. A Redis that has just started may still be loading its data
+    from disk and answer every command with LOADING; a service that started its workers then would
+    crash, so it waits (and says so) until the data is in, `limit` seconds at most."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            await redis.ping()
+            return
+        except BusyLoadingError:
+            if time.monotonic() > deadline or stop.is_set():
+                raise
+            log.info("Redis is loading its data from disk; waiting")
+            await asyncio.sleep(1.0)
 
 
 class ServiceRuntime:
@@ -90,6 +110,7 @@ class ServiceRuntime:
         self._write_pid()
         log.info("%s listening on %s (metrics on %s)", self.name, listen, self.settings.metrics_port(self.name))
 
+        await wait_for_redis(self.redis, self.stop)
         tasks = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
         tasks += [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in background]
         try:
