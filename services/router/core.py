@@ -5,11 +5,13 @@ Order of work, each stage narrowing what the model is trusted with:
    least `CONFIDENT_MARGIN`, it is chosen without asking the model (fast, and never worse than retrieval).
 2. Otherwise the model picks among the near-tied candidates only, under a grammar over their names, so
    it cannot invent a tool and cannot pick one retrieval ranked far below.
-3. Arguments are filled in order of trust: the request's own words (paths and file names, e-mail
-   addresses, dates, quoted text, ids, stated numbers, file types), then the values the planner carried
-   over from earlier results (`StepInputs`), then paths named in the context; the model fills only the
-   required ones still open, under a grammar built from the tool's JSON schema, and a value that looks
-   copied from an example is rejected. The model never supplies a path.
+3. Arguments are filled in order of trust: the request's own words as the planner read them
+   (`switchboard.reading`: paths, well-known folders, e-mail addresses, dates in the tool's format,
+   quoted text, ids, stated numbers, file types, values named beside their parameter's name), then the
+   values the planner carried over from earlier results (`StepInputs`), then paths named in the
+   context; the model fills only the required ones still open, and only by copying: a run of the
+   request's words, a number it states, an option it names (`copy_grammar`). The model never supplies
+   a path or a date.
 4. A required argument that is still missing turns the decision into "needs clarification" — the
    router never answers in prose.
 """
@@ -799,9 +801,9 @@ def named_value(text: str, name: str) -> str | None:
         rf"{value}\s+(?i:as)\s+(?i:the\s+|a\s+|my\s+)?{words}\b",
         rf"\b(?i:the|my|a|an|our|your)\s+{plain}\s+{words}\b",
     )
-    blanked = " ".join(text.split())
+    flat = " ".join(text.split())
     for form in forms:
-        match = re.search(form, blanked)
+        match = re.search(form, flat)
         if match is None:
             continue
         found = (match.group(1) or match.group(2) or "").strip().rstrip(_TRAILING_MARKS)
