@@ -7,7 +7,7 @@ import asyncio
 from services.planner import core
 from services.planner.server import PlannerServicer
 from services.planner.settings import PlannerSettings
-from services.planner.worker import Catalogue, PlannerWorker, Planning
+from services.planner.worker import Catalogue, PlannerWorker, Planning, warm_up_reading
 from switchboard.llm import LocalModel
 from switchboard.rpc import ToolHostClient
 from switchboard.service import ServiceRuntime
@@ -33,6 +33,9 @@ async def main(settings: PlannerSettings) -> None:
     toolhost = ToolHostClient(settings.toolhost_addr)
 
     async def load_catalogue() -> None:
+        # The parser and the date reader load their data on first use (a few seconds); do it before
+        # the first request, off the event loop.
+        await asyncio.to_thread(warm_up_reading)
         catalogue.load(await toolhost.wait_for_tools())
 
     worker = PlannerWorker(

@@ -181,8 +181,8 @@ class PlannerWorker:
             if first.verdict is policy.Verdict.PROCEED:
                 assessment = first
         if assessment.verdict is policy.Verdict.CLARIFY:
-            # The person is asked first; the first step is still routed, as a dry run, so the question
-            # comes with the tool it is about and the values already known.
+            # The person is asked first; the first step is still routed, held (and a dry run besides),
+            # so the question comes with the tool it is about and the values already known.
             FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{RunOutcome.NEEDS_CLARIFICATION.value}").inc()
             state = core.start_run(text, turn.session_id, True, plan[:1], history)
             state.held = assessment.reason
@@ -303,6 +303,12 @@ class PlannerWorker:
                 on_failure=fail_run("planner"),
             ),
         ]
+
+
+def warm_up_reading() -> None:
+    """Load the parser and the date reader's language data now rather than in the first request."""
+    structure.split_by_structure("Find the report and send it to me tomorrow at noon")
+    Reading.of("tomorrow at noon")
 
 
 def completed_request(text: str, history: SessionMemory) -> str:
