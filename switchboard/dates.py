@@ -50,6 +50,8 @@ _TIME = re.compile(
 _RANGE_JOIN = re.compile(r"^\s*(?:to|until|till|through|thru|-|–|and)\s*$", re.IGNORECASE)
 # Up to this many characters of filler may sit between a day and its time ("on 3 Dec, at 2pm").
 _DAY_TIME_GAP = re.compile(r"^[\s,]*(?:at|from|between|@)?\s*$", re.IGNORECASE)
+# Between a time and the day after it: "2pm on Friday", "9am, 3 March".
+_TIME_DAY_GAP = re.compile(r"^[\s,]*(?:on|of)?\s*$", re.IGNORECASE)
 _WEEK_OR_MONTH = re.compile(r"^(this|next|last)\s+(week|month)$", re.IGNORECASE)
 
 
@@ -125,7 +127,7 @@ def find_dates(text: str, now: datetime, blanked: str | None = None) -> list[Whe
             used_times.add(times[index + 1][0])
         before = [w for w in found if w.end <= start]
         # "on 3 Dec, 2pm to 3pm" was taken above; "from 2pm to 3pm on 3 Dec" puts the day after.
-        after = [w for w in found if w.start >= stop and _DAY_TIME_GAP.match(search[stop : w.start].replace("on", ""))]
+        after = [w for w in found if w.start >= stop and _TIME_DAY_GAP.match(search[stop : w.start])]
         if after and after[0].at is None:
             day_when = after[0]
             found.remove(day_when)

@@ -37,6 +37,7 @@ def days(text: str) -> list[tuple[str, str | None]]:
         ("January 17, 6:30 PM until 8 PM", [("2026-01-17T18:30:00", "2026-01-17T20:00:00")]),
         ("2026-12-09 09:30 until 10:15", [("2026-12-09T09:30:00", "2026-12-09T10:15:00")]),
         ("from 9am to 11am", [("2026-11-30T09:00:00", "2026-11-30T11:00:00")]),
+        ("at 2pm on Friday", [("2026-12-04T14:00:00", None)]),
     ],
 )
 def test_dates_are_read_relative_to_when_the_person_asked(text: str, expected: list) -> None:
