@@ -209,6 +209,8 @@ def run_chains(stack: Stack, chains: list[dict[str, Any]], as_turns: bool) -> di
     for chain in chains:
         expected = [set(step["expectedTools"]) for step in chain["steps"]]
         prompts = [step.get("prompt", "").strip() for step in chain["steps"]]
+        if as_turns and not all(prompts):
+            raise ValueError(f"{chain['id']}: steps without prompts cannot be run as turns (a compound case?)")
         if as_turns:
             routed: list[str] = []
             times: list[float] = []

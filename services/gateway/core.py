@@ -77,10 +77,9 @@ def judge_proposal(
 ) -> tuple[pb.StepStatus, str, str]:
     """What becomes of a routed call: its step status, the event kind, and the reason to record ('' to
     keep the router's). In order: the router could not fill it; the planner holds it for a question to
-    the person; it names a path no tool may touch; it
-    repeats an earlier step with nothing changed since (a read reuses that step's result, anything else
-    fails); a dry run; a change that waits for a person;
-    a read that runs at once."""
+    the person; it names a path no tool may touch; it repeats an earlier step with nothing changed since
+    (a read reuses that step's result, anything else fails); a dry run; a change that waits for a
+    person; a read that runs at once."""
     if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
         return pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification", ""
     if call.held:  # the person is asked first; the call is shown, not put forward

@@ -9,6 +9,7 @@ from switchboard.bench import (
     observed_behaviour,
     percentile,
     rate,
+    run_chains,
     value_matches,
 )
 
@@ -92,3 +93,28 @@ def test_argument_score_weights_tool_keys_values_and_extras() -> None:
     # tool 0.3 + keys 0.3 × 1/2 + values 0.3 × 1/1 + no_extra 0.1 × (1 − 0.5)
     assert half["score"] == round(0.3 + 0.15 + 0.3 + 0.05, 4)
     assert argument_score(test, "task.create_task", {})["score"] == 0.1
+
+
+class _OneRequest:
+    """Stands in for the stack: remembers what it was asked and routes one tool per sentence."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def turn(self, text: str, session_id: str = "") -> tuple[dict, float]:
+        self.asked.append(text)
+        return {"steps": [{"tool": "filesystem.list_dir"}, {"tool": "filesystem.read_file"}], "status": "answered"}, 5.0
+
+
+def test_a_compound_case_is_sent_as_its_own_prompt_and_not_as_turns() -> None:
+    case = {
+        "id": "cp-x",
+        "prompt": "list the folder and read the file",
+        "steps": [{"expectedTools": ["filesystem.list_dir"]}, {"expectedTools": ["filesystem.read_file"]}],
+    }
+    stack = _OneRequest()
+    result = run_chains(stack, [case], as_turns=False)  # type: ignore[arg-type]
+    assert stack.asked == ["list the folder and read the file"]
+    assert result["summary"]["chain_completion"] == 1.0
+    with pytest.raises(ValueError, match="cannot be run as turns"):
+        run_chains(stack, [case], as_turns=True)  # type: ignore[arg-type]
