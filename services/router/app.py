@@ -81,19 +81,24 @@ class ToolRouter:
     ) -> pb.ToolCall:
         """The tool call for one step; `inputs_json` holds values carried over from earlier results,
         `reading_json` the planner's reading of the words (read anew when empty or not of `text`)."""
-        decision = await asyncio.to_thread(
-            core.route,
-            text,
-            candidate_tools(candidates),
-            self.model,
-            schema_grammar,
-            context,
-            self.fusion,
-            decode_inputs(inputs_json),
-            self.model_choice,
-            read_step(text, reading_json),
-            self.span_copy,
-        )
+
+        def decide() -> core.RouteDecision:
+            # Reading the words (dates, the first time, load their language data) and the model both
+            # block: off the event loop.
+            return core.route(
+                text,
+                candidate_tools(candidates),
+                self.model,
+                schema_grammar,
+                context,
+                self.fusion,
+                decode_inputs(inputs_json),
+                self.model_choice,
+                read_step(text, reading_json),
+                self.span_copy,
+            )
+
+        decision = await asyncio.to_thread(decide)
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(
             stage=STAGE, outcome=pb.RouteOutcome.Name(outcome).removeprefix("ROUTE_OUTCOME_").lower()
