@@ -1,8 +1,9 @@
 """A GGUF chat model run in-process by llama.cpp, always under a grammar.
 
 The default model (SmolLM2-135M-Instruct) is far too weak to be trusted with free text, so every
-completion Switchboard asks of it is constrained by a GBNF grammar: a choice among names, or JSON that
-matches a schema. Planner and router each own one `LocalModel`.
+completion Switchboard asks of it is constrained by a GBNF grammar: a choice among names, JSON whose
+free-text values can only be runs of the request's own words (`gbnf_runs`), or, in the router's
+ablation, JSON that matches a schema. Planner and router each own one `LocalModel`.
 """
 
 from __future__ import annotations
