@@ -114,7 +114,7 @@ class Reading:
         spans = [(m.start, m.end) for m in written]
         quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
         paths = sorted([*written, *folder_mentions(text, spans + quoted)], key=lambda m: m.start)
-        blank = _blank(text, [*[(m.start, m.end) for m in paths], *quoted])
+        blank = blank_spans(text, [*[(m.start, m.end) for m in paths], *quoted])
         return cls(
             text=text,
             now=moment,
@@ -165,7 +165,9 @@ def read_step(text: str, reading_json: str = "", now: datetime | None = None) ->
 _QUOTED = re.compile(r"""["“][^"”]{2,2000}?["”]|(?<!\w)['‘][^\n]{2,2000}?['’](?!\w)""")
 
 
-def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+def blank_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with the character ranges `spans` replaced by spaces: every other word keeps its offset,
+    and nothing inside a blanked range can be read as a word."""
     chars = list(text)
     for start, end in spans:
         chars[start:end] = " " * (end - start)

@@ -52,8 +52,7 @@ from switchboard.extract import (
     mentions_word,
 )
 from switchboard.llm import chat_prompt, gbnf_literal, gbnf_runs
-from switchboard.reading import Reading
-from switchboard.reading import leading_verb as first_word
+from switchboard.reading import Reading, blank_spans
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +193,12 @@ def route(
     """
     if not candidates:
         return RouteDecision("", {}, True, "no tool matches this request; say what you want done", 0.0)
+    if reading is None or reading.text != text:
+        reading = Reading.of(text)
     # The tool comes from the step's own words; the context (earlier results, the session) only helps
     # fill arguments. Shown to the model while it chooses, it pulls a follow-up back to the tools of
     # the turn before ("session drift").
-    chosen, how = choose_tool(text, candidates, model if model_choice else None, fusion)
+    chosen, how = choose_tool(reading, candidates, model if model_choice else None, fusion)
     arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs, reading, span_copy)
     confidence = round(float(chosen.score), 4)
     if missing:
@@ -220,11 +221,12 @@ def tie_set(candidates: list[CandidateTool]) -> list[CandidateTool]:
 
 
 def choose_tool(
-    text: str, candidates: list[CandidateTool], model: ChoiceModel | None, fusion: bool = True
+    reading: Reading, candidates: list[CandidateTool], model: ChoiceModel | None, fusion: bool = True
 ) -> tuple[CandidateTool, str]:
     """The tool to call, and how it was decided."""
+    text = reading.text
     if fusion:
-        pointed = named_by_the_words(text, candidates)
+        pointed = named_by_the_words(reading, candidates)
         if pointed is not None:
             return pointed
     close = tie_set(candidates) if fusion else candidates[:SHORTLIST]
@@ -235,7 +237,7 @@ def choose_tool(
     return chosen, f"model, among {len(close)} near-tied candidates"
 
 
-def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[CandidateTool, str] | None:
+def named_by_the_words(reading: Reading | str, candidates: list[CandidateTool]) -> tuple[CandidateTool, str] | None:
     """A close runner-up the request names more directly than retrieval's best, and why; else None.
 
     Tool names are verb_object, and people say the verb first ("Draft an email …", "Delete …"), so a
@@ -243,10 +245,13 @@ def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[Cand
     one's, means that candidate; a request that names an existing thing by its id ("task 8", "draft
     d-311") means a tool that takes that id. Only candidates within `AGREEMENT_MARGIN` of the best are
     considered, so the words can settle what retrieval is unsure of, not overrule what it is sure of.
+    The verb and the ids are the step's reading's (read from the words here when given words).
     """
+    if isinstance(reading, str):
+        reading = Reading.of(reading)
     top = candidates[0]
     window = [c for c in candidates[:TIE_SET] if top.score - c.score < AGREEMENT_MARGIN]
-    verb = leading_verb(text)
+    verb = normalise_verb(reading.verb)
     sharing = sum(1 for c in candidates if tool_verb(c.name) == verb)
     if verb in LOOSE_VERBS or sharing >= CROWDED_VERB:
         verb = ""  # a verb many tools start with ("create" a task, an event, a PDF …) names none of them
@@ -257,7 +262,7 @@ def named_by_the_words(text: str, candidates: list[CandidateTool]) -> tuple[Cand
         match = next((c for c in window[1:] if tool_verb(c.name) == verb), None)
         if match is not None:
             return match, f"the request's verb “{verb}” names it"
-    ids = [i.kind for i in extract_identifiers(text) if i.kind]
+    ids = [i.kind for i in reading.identifiers if i.kind]
     if ids and not takes_id(top, ids):
         match = next((c for c in window[1:] if takes_id(c, ids)), None)
         if match is not None:
@@ -272,12 +277,8 @@ LOOSE_VERBS = frozenset({"read", "get", "show", "give", "make", "open", "check",
 CROWDED_VERB = 4
 
 
-def leading_verb(text: str) -> str:
-    """The request's first word after politeness and connectives, normalised ("Summarise" → "summarize")."""
-    return normalise_verb(first_word(text))
-
-
 def normalise_verb(word: str) -> str:
+    """A verb as tool names spell it ("Summarise" → "summarize")."""
     word = word.lower()
     return word[:-3] + "ize" if word.endswith("ise") and len(word) > 5 else word
 
@@ -756,9 +757,8 @@ def fill_choices(text: str, properties: dict[str, Any], arguments: dict[str, Any
 
 def fill_names(reading: Reading, properties: dict[str, Any], arguments: dict[str, Any]) -> None:
     """Names the words give: a sheet, table, calendar or folder; a program; a tool; a target format.
-    A date is no name ("my calendar 2030-01-07")."""
-    text = reading.text
-    dated = [w.text for w in reading.dates]
+    Dates are blanked out of the words first: a date is no name ("my calendar 2030-01-07")."""
+    text = blank_spans(reading.text, [(w.start, w.end) for w in reading.dates])
     opens_a_file = any(is_path_param(name, schema) for name, schema in properties.items())
     for name, schema in properties.items():
         types = schema_types(schema)
@@ -778,7 +778,7 @@ def fill_names(reading: Reading, properties: dict[str, Any], arguments: dict[str
             value = extract_target_format(text)
         if not value and name not in TEXT_PARAMS and name not in CONTENT_PARAMS:
             value = named_value(text, name)
-        if value and not any(value in when for when in dated):
+        if value:
             arguments[name] = value
 
 
