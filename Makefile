@@ -45,7 +45,7 @@ start: setup  ## run the stack in the background; logs and pids in the state dir
 stop:  ## stop a stack started with `make start`
 	@if [ -x $(PY) ]; then $(PY) -m switchboard.stack stop; else echo "not running"; fi
 
-test: setup  ## the full test suite
+test: setup lint  ## lint and type checks, then the full test suite
 	$(PY) -m pytest
 
 bench: setup  ## run the project's test-half suites through the stack (starts one if none is running)

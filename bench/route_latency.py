@@ -12,8 +12,7 @@ import argparse
 import statistics
 import time
 
-import grpc
-
+from switchboard.auth import blocking_channel
 from switchboard.settings import CommonSettings
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
@@ -41,8 +40,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     settings = CommonSettings()
-    rank_stub = pb_grpc.FilterStub(grpc.insecure_channel(settings.filter_addr))
-    route_stub = pb_grpc.RouterStub(grpc.insecure_channel(settings.router_addr))
+    rank_stub = pb_grpc.FilterStub(blocking_channel(settings.filter_addr, settings.internal_key()))
+    route_stub = pb_grpc.RouterStub(blocking_channel(settings.router_addr, settings.internal_key()))
 
     rank_ms: list[float] = []
     route_ms: list[float] = []

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 
+from switchboard.auth import blocking_channel
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -44,6 +44,7 @@ class Endpoints:
     router_addr: str
     api_url: str
     token: str
+    internal_key: str
     k: int = 15
 
 
@@ -84,8 +85,8 @@ class Stack:
 
     def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints
-        self.filter = pb_grpc.FilterStub(grpc.insecure_channel(endpoints.filter_addr))
-        self.router = pb_grpc.RouterStub(grpc.insecure_channel(endpoints.router_addr))
+        self.filter = pb_grpc.FilterStub(blocking_channel(endpoints.filter_addr, endpoints.internal_key))
+        self.router = pb_grpc.RouterStub(blocking_channel(endpoints.router_addr, endpoints.internal_key))
         self.http = httpx.Client(
             base_url=endpoints.api_url, headers={"Authorization": f"Bearer {endpoints.token}"}, timeout=300
         )

@@ -139,10 +139,11 @@ def cmd_ask(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_plan(settings: CliSettings, args: argparse.Namespace) -> int:
     """Show the plan a request would get, without running anything."""
+    from switchboard.auth import blocking_channel
     from switchboard.v1 import switchboard_pb2 as pb
     from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.PlannerStub(grpc.insecure_channel(settings.planner_addr))
+    stub = pb_grpc.PlannerStub(blocking_channel(settings.planner_addr, settings.internal_key()))
     try:
         plan = stub.Plan(pb.PlanRequest(text=args.text), timeout=120)
     except grpc.RpcError as exc:
@@ -196,7 +197,9 @@ def cmd_bench(settings: CliSettings, args: argparse.Namespace) -> int:
     from switchboard.bench import Endpoints, run_suite
 
     client = Client(settings)  # fails with one clear line when there is no token or gateway
-    endpoints = Endpoints(settings.filter_addr, settings.router_addr, client.base, client.token, args.k)
+    endpoints = Endpoints(
+        settings.filter_addr, settings.router_addr, client.base, client.token, settings.internal_key(), args.k
+    )
     try:
         result = run_suite(args.kind, args.suite, args.out, endpoints, turns=not args.no_turns)
     except (OSError, ValueError) as exc:
@@ -240,12 +243,12 @@ def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
             url = (settings.state_dir / REDIS_URL_FILE).read_text().strip()
         except FileNotFoundError:
             url = settings.redis_url
-    status = collect_status(url)
+    status = collect_status(url, settings.redis_password())
     if args.json:
         print_json(status)
     else:
         redis_state = status["redis"].get("error") or "ok"
-        print(f"redis {url}: {redis_state}")
+        print(f"redis {status['redis']['url']}: {redis_state}")
         for name, length in status["redis"]["streams"].items():
             print(f"  {name:<14} {length}")
         for service in status["services"]:

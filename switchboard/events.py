@@ -1,29 +1,25 @@
-"""A run's event stream: what watchers of a run (SSE, `WatchRun`, `sb ask`) read, in order.
+"""The kinds of a run's events (what watchers of a run, SSE, `WatchRun` and `sb ask`, read in order).
 
-The gateway appends what happens to the run's record; the planner appends the answer's lines as it
-settles each step, so a person reads them while the run goes on.
+They are appended with the changes they describe, by `switchboard.runs`.
 """
 
 from __future__ import annotations
 
-import time
-
-import redis.asyncio as aioredis
-
-from switchboard import keys
 from switchboard.v1 import switchboard_pb2 as pb
 
-# The kind of event that carries a piece of the answer (its `message`).
-ANSWER = "answer"
-FINISHED = "finished"
+
+def kind_name(kind: int) -> str:
+    """An `EventKind` as the HTTP API names it: `EVENT_KIND_STEP_PLANNED` → `step_planned`."""
+    return pb.EventKind.Name(kind).removeprefix("EVENT_KIND_").lower()
 
 
-async def append_event(redis: aioredis.Redis, event: pb.RunEvent) -> None:
-    """Add `event` to its run's stream (kept as long as the run's record)."""
-    if not event.unix_ms:
-        event.unix_ms = int(time.time() * 1000)
-    key = keys.run_events_key(event.run_id)
-    pipe = redis.pipeline(transaction=True)
-    pipe.xadd(key, {"event": event.SerializeToString()})
-    pipe.expire(key, keys.RUN_TTL_SECONDS)
-    await pipe.execute()
+# The event each step status is announced with when a step settles.
+KIND_OF_STEP_STATUS = {
+    pb.STEP_STATUS_SUCCEEDED: pb.EVENT_KIND_SUCCEEDED,
+    pb.STEP_STATUS_FAILED: pb.EVENT_KIND_FAILED,
+    pb.STEP_STATUS_SKIPPED: pb.EVENT_KIND_SKIPPED,
+    pb.STEP_STATUS_REJECTED: pb.EVENT_KIND_REJECTED,
+    pb.STEP_STATUS_NEEDS_CLARIFICATION: pb.EVENT_KIND_NEEDS_CLARIFICATION,
+    pb.STEP_STATUS_APPROVED: pb.EVENT_KIND_APPROVED,
+    pb.STEP_STATUS_UNDONE: pb.EVENT_KIND_UNDONE,
+}

@@ -10,10 +10,8 @@ from switchboard.streams import Emit, FailureHandler, emit
 from switchboard.v1 import switchboard_pb2 as pb
 
 # How the error of a call the gateway would not run again begins (the same tool with the same
-# arguments as an earlier step, nothing changed since). The planner does not retry such a step.
+# arguments as an earlier step, nothing changed since); such a step's result says REPEATED_CALL.
 REPEATED_CALL = "repeated call"
-# The failure mode counted when the filter finds no tool close enough to a step to route it.
-NO_TOOL_FITS = "no_tool_fits"
 
 
 def fail_step(stage: str) -> FailureHandler:
@@ -24,24 +22,10 @@ def fail_step(stage: str) -> FailureHandler:
             run_id=envelope.run_id,
             step=envelope.step,
             status=pb.STEP_STATUS_FAILED,
+            failure=pb.FAILURE_MODE_STAGE_GAVE_UP,
             error=f"the {stage} could not process this step after repeated attempts ({type(exc).__name__}: {exc})",
         )
         key = step_key(envelope.run_id, envelope.step, f"{stage}-failed")
         return [emit(keys.RESULTS, envelope.run_id, envelope.step, key, result.SerializeToString())]
-
-    return handle
-
-
-def fail_run(stage: str) -> FailureHandler:
-    """A failure handler that ends the whole run as FAILED, saying which stage gave up and why."""
-
-    async def handle(envelope: Envelope, exc: BaseException) -> Sequence[Emit]:
-        finished = pb.RunFinished(
-            run_id=envelope.run_id,
-            status=pb.RUN_STATUS_FAILED,
-            answer=f"The {stage} could not continue this request ({type(exc).__name__}: {exc}).",
-        )
-        key = f"{envelope.run_id}:finished"
-        return [emit(keys.FINISHED, envelope.run_id, 0, key, finished.SerializeToString())]
 
     return handle

@@ -1,8 +1,11 @@
 """Every Redis stream, consumer group and key name Switchboard uses, defined once.
 
-A message travels gateway → planner → filter → router → gateway → toolhost → planner → gateway, one
-stream per hop. Each stage reads a stream through its own consumer group, so replicas of a stage share
-the work and a message unacknowledged by a crashed replica is claimed by another.
+A request travels gateway → planner (which calls filter and router over gRPC) → gateway → toolhost →
+planner, one stream per hop. Each stage reads a stream through its own consumer group, so replicas of a
+stage share the work and a message unacknowledged by a crashed replica is claimed by another.
+
+Everything kept about one run sits under a handful of keys named after it (`run_keys`), so a run that
+is forgotten takes all of it along.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ PREFIX = "sb"
 
 # One stream per hop.
 TURNS = f"{PREFIX}:turns"  # gateway → planner: a new request
-STEPS = f"{PREFIX}:steps"  # planner → filter: a step to take
-RANKED = f"{PREFIX}:ranked"  # filter → router: the step with its candidates
-PROPOSED = f"{PREFIX}:proposed"  # router → gateway: the tool call the router chose
-APPROVED = f"{PREFIX}:approved"  # gateway → toolhost: a call the policy let through
-RESULTS = f"{PREFIX}:results"  # toolhost (or gateway, for a call that did not run) → planner, gateway
-FINISHED = f"{PREFIX}:finished"  # planner → gateway: the run's answer
+PROPOSED = f"{PREFIX}:proposed"  # planner → gateway: the call the router chose for a step
+APPROVED = f"{PREFIX}:approved"  # gateway → toolhost: a call the policy or a person let through
+RESULTS = f"{PREFIX}:results"  # toolhost (or gateway, for a call that did not run) → planner, toolhost
 
-ALL_STREAMS = (TURNS, STEPS, RANKED, PROPOSED, APPROVED, RESULTS, FINISHED)
+ALL_STREAMS = (TURNS, PROPOSED, APPROVED, RESULTS)
+
+# The two calls a step makes over gRPC before it is proposed, as its record lists them among its hops.
+HOP_RANK = "grpc:Filter.Rank"
+HOP_ROUTE = "grpc:Router.Route"
 
 # Messages a stage gave up on after repeated failures, with the error; nothing reads it automatically.
 DEAD_LETTERS = f"{PREFIX}:dead-letters"
@@ -26,44 +30,44 @@ DEAD_LETTERS = f"{PREFIX}:dead-letters"
 # Consumer groups: one per stage.
 GROUP_GATEWAY = "gateway"
 GROUP_PLANNER = "planner"
-GROUP_FILTER = "filter"
-GROUP_ROUTER = "router"
 GROUP_TOOLHOST = "toolhost"
 
-# Which group reads which stream (for status and pending-count metrics).
+# Which group reads which stream (for status and pending-count metrics, and for trimming: an entry
+# every group has acknowledged is dropped).
 STREAM_GROUPS: dict[str, tuple[str, ...]] = {
     TURNS: (GROUP_PLANNER,),
-    STEPS: (GROUP_FILTER, GROUP_GATEWAY),
-    RANKED: (GROUP_ROUTER,),
     PROPOSED: (GROUP_GATEWAY,),
     APPROVED: (GROUP_TOOLHOST,),
-    RESULTS: (GROUP_PLANNER, GROUP_GATEWAY, GROUP_TOOLHOST),
-    FINISHED: (GROUP_GATEWAY,),
+    RESULTS: (GROUP_PLANNER, GROUP_TOOLHOST),
 }
 
-# How long processed-message markers and run records are kept.
-DONE_TTL_SECONDS = 7 * 24 * 3600
+# How long a run's record and everything else kept about it last at most (see also runs_kept).
 RUN_TTL_SECONDS = 30 * 24 * 3600
 SERVICE_TTL_SECONDS = 15
 
 
-def done_key(group: str, idempotency_key: str) -> str:
-    """Marker that `group` has finished the message with this idempotency key."""
-    return f"{PREFIX}:done:{group}:{idempotency_key}"
+def done_key(run_id: str) -> str:
+    """A hash of the messages of a run each group has finished: field `{group}:{idempotency key}`."""
+    return f"{PREFIX}:done:{run_id}"
 
 
-def claim_key(group: str, idempotency_key: str) -> str:
-    """Marker that `group` has started a side effect for this key (the tool host's calls)."""
-    return f"{PREFIX}:claim:{group}:{idempotency_key}"
+def done_field(group: str, idempotency_key: str) -> str:
+    return f"{group}:{idempotency_key}"
 
 
-def outcome_key(group: str, idempotency_key: str) -> str:
-    """Where a side effect's outcome is kept until its output is published."""
-    return f"{PREFIX}:outcome:{group}:{idempotency_key}"
+def calls_key(run_id: str) -> str:
+    """The tool host's guard over a run's calls: field `claim:{key}` once a call started, `outcome:{key}`
+    holding its result until the result is published."""
+    return f"{PREFIX}:calls:{run_id}"
+
+
+def approval_used_key(nonce: str) -> str:
+    """Marker that the approval with this nonce has been used (the tool host's single-use check)."""
+    return f"{PREFIX}:approval-used:{nonce}"
 
 
 def run_key(run_id: str) -> str:
-    """The gateway's record of a run (a serialized `switchboard.v1.Run`)."""
+    """A run's one record (a serialized `switchboard.v1.Run`; see `switchboard.runs`)."""
     return f"{PREFIX}:run:{run_id}"
 
 
@@ -73,11 +77,12 @@ def run_events_key(run_id: str) -> str:
 
 
 RUNS_INDEX = f"{PREFIX}:runs"  # sorted set of run ids by creation time
+SESSIONS_INDEX = f"{PREFIX}:sessions"  # sorted set of session ids by last use
 
 
-def planner_state_key(run_id: str) -> str:
-    """The planner's working state for a run (its plan and the results so far)."""
-    return f"{PREFIX}:planner:{run_id}"
+def run_keys(run_id: str) -> tuple[str, ...]:
+    """Every key that holds something of one run."""
+    return (run_key(run_id), run_events_key(run_id), done_key(run_id), calls_key(run_id))
 
 
 def session_key(session_id: str) -> str:

@@ -9,15 +9,12 @@ from collections.abc import Container
 
 import grpc
 
+from switchboard.auth import channel
 from switchboard.errors import InvalidRequest, UpstreamUnavailable
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
-
-
-def channel(addr: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(addr)
 
 
 # How old a service's copy of the tool catalogue may get before it asks the tool host again, and how
@@ -36,10 +33,10 @@ def catalogue_stale(loaded_at: float, known: Container[str], tool: str = "") -> 
 class ToolHostClient:
     """The tool host's catalogue and calls, as other services reach them."""
 
-    def __init__(self, addr: str, timeout: float = 10.0) -> None:
+    def __init__(self, addr: str, internal_key: str, timeout: float = 10.0) -> None:
         self.addr = addr
         self.timeout = timeout
-        self._channel = channel(addr)
+        self._channel = channel(addr, internal_key)
         self._stub = pb_grpc.ToolHostStub(self._channel)
 
     async def list_tools(self) -> list[pb.ToolInfo]:
@@ -67,7 +64,7 @@ class ToolHostClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def undo(self, run_id: str, step: int, approval: str, session_id: str) -> list[str]:
+    async def undo(self, run_id: str, step: int, approval: pb.Approval, session_id: str) -> list[str]:
         """Ask the tool host to undo a step; `InvalidRequest` when it cannot, saying why."""
         request = pb.UndoRequest(run_id=run_id, step=step, approval=approval, session_id=session_id)
         try:
@@ -80,3 +77,35 @@ class ToolHostClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class StepRouting:
+    """The planner's way to route a step: the filter ranks the tools, the router picks one and fills
+    it, both over gRPC with the internal key. Returns the call and the filter's own time."""
+
+    def __init__(self, filter_addr: str, router_addr: str, internal_key: str, timeout: float = 120.0) -> None:
+        self.timeout = timeout
+        # Round robin: scaled filter and router replicas (one name, several addresses) share the steps.
+        self._channels = [
+            channel(filter_addr, internal_key, spread=True),
+            channel(router_addr, internal_key, spread=True),
+        ]
+        self._filter = pb_grpc.FilterStub(self._channels[0])
+        self._router = pb_grpc.RouterStub(self._channels[1])
+
+    async def route(self, request: pb.RouteRequest) -> tuple[pb.ToolCall, float]:
+        try:
+            ranked = await self._filter.Rank(pb.RankRequest(text=request.text), timeout=self.timeout)
+            routed = pb.RouteRequest()
+            routed.CopyFrom(request)
+            del routed.candidates[:]
+            routed.candidates.extend(ranked.candidates)
+            call = await self._router.Route(routed, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise UpstreamUnavailable(f"routing a step: {exc.code().name} {exc.details()}") from exc
+        call.change_intent = ranked.change_intent
+        return call, ranked.compute_ms
+
+    async def close(self) -> None:
+        for open_channel in self._channels:
+            await open_channel.close()

@@ -1,9 +1,8 @@
-"""Secrets kept in the state directory: the API token and the approval signing key."""
+"""Secrets kept in the state directory (mode 0600): the API token, the internal key, the approval key,
+the Redis password."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 import tempfile
@@ -17,6 +16,8 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     exists: two services starting at once agree on one secret and never see a half-written one.
     """
     if path.exists():
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # a copied or restored secret readable by others is made private again
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mkstemp makes it 0600
@@ -32,12 +33,21 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     return path.read_text().strip()
 
 
-def sign_call(key: str, run_id: str, step: int, tool: str, arguments_json: str) -> str:
-    """The gateway's approval of exactly this call: an HMAC over everything that defines it."""
-    message = "\x1f".join((run_id, str(step), tool, arguments_json)).encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+SECRET_FILES = ("token", "internal.key", "approval.key", "redis.password")
 
 
-def verify_call(key: str, signature: str, run_id: str, step: int, tool: str, arguments_json: str) -> bool:
-    """True when `signature` approves this exact call."""
-    return bool(signature) and hmac.compare_digest(signature, sign_call(key, run_id, step, tool, arguments_json))
+def main() -> None:
+    """`python -m switchboard.secrets DIR`: make every secret an install needs in DIR (keeping any that
+    exist); Compose runs it once before the services start. Prints the file names, never a secret."""
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m switchboard.secrets DIR")
+    folder = Path(sys.argv[1])
+    for name in SECRET_FILES:
+        read_or_create_secret(folder / name)
+        print(f"{folder / name}: present, mode 0600")
+
+
+if __name__ == "__main__":
+    main()

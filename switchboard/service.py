@@ -25,8 +25,10 @@ from prometheus_client import start_http_server
 from redis.exceptions import BusyLoadingError, RedisError
 
 from switchboard import keys
+from switchboard.auth import BearerAuth
+from switchboard.secrets import read_or_create_secret
 from switchboard.settings import CommonSettings
-from switchboard.streams import StreamWorker, refresh_stream_gauges
+from switchboard.streams import StreamWorker, refresh_stream_gauges, trim_acknowledged
 from switchboard.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger(__name__)
@@ -38,15 +40,19 @@ HEARTBEAT_SECONDS = 5.0
 REDIS_SOCKET_TIMEOUT_SECONDS = 30.0
 
 
-def connect_redis(url: str) -> aioredis.Redis:
-    """A Redis client that returns bytes (stream bodies are protobuf).
+def connect_redis(url: str, password: str | None = None) -> aioredis.Redis:
+    """A Redis client that returns bytes (stream bodies are protobuf), authenticating with `password`
+    unless the URL carries one.
 
     The socket timeout is set explicitly: the client's default is shorter than a blocking XREAD, which
     then fails with a timeout instead of returning empty.
     """
-    return aioredis.Redis.from_url(
+    client = aioredis.Redis.from_url(
         url, decode_responses=False, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=5.0
     )
+    if password:
+        client.connection_pool.connection_kwargs["password"] = password
+    return client
 
 
 # How long a service waits for Redis to finish loading its data at start before it gives up.
@@ -77,7 +83,9 @@ class ServiceRuntime:
         self.settings = settings
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.stop = asyncio.Event()
-        self.redis = connect_redis(settings.redis_url)
+        self.redis = connect_redis(settings.redis_url, settings.redis_password())
+        # What the other services present when they call this one, and this one when it calls them.
+        self.internal_key = read_or_create_secret(settings.internal_key_path)
         self.health = health.aio.HealthServicer()
         setup_logging(name, settings.log_level)
         setup_tracing(name, settings.otlp_endpoint)
@@ -88,17 +96,24 @@ class ServiceRuntime:
         workers: Sequence[StreamWorker] = (),
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         ready: Callable[[], Awaitable[None]] | None = None,
+        public_token: str = "",
     ) -> None:
         """Run until a signal arrives.
 
-        Background jobs start at once; `ready` is then awaited (say, for the tool catalogue) before the
-        stream workers start and the service reports SERVING.
+        Every gRPC method but health checks needs a credential: the internal key, or, for a public API
+        (`public_token` given: the gateway's), the person's token. Background jobs start at once;
+        `ready` is then awaited (say, for the tool catalogue) before the stream workers start and the
+        service reports SERVING.
         """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
 
-        server = grpc.aio.server()
+        if public_token:
+            auth = BearerAuth([public_token], "present the API token (the `token` file in the state directory)")
+        else:
+            auth = BearerAuth([self.internal_key], "this API is for Switchboard's own services")
+        server = grpc.aio.server(interceptors=[auth])
         register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         listen = self.settings.grpc_listen(self.name)
@@ -158,6 +173,8 @@ class ServiceRuntime:
         )
         while not self.stop.is_set():
             await self.redis.set(keys.service_key(self.name, self.instance), record, ex=keys.SERVICE_TTL_SECONDS)
+            for stream in keys.ALL_STREAMS:
+                await trim_acknowledged(self.redis, stream)
             await refresh_stream_gauges(self.redis, keys.ALL_STREAMS)
             try:
                 await asyncio.wait_for(self.stop.wait(), HEARTBEAT_SECONDS)

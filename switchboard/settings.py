@@ -37,10 +37,21 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore", frozen=True)
 
     state_dir: Path = Field(default_factory=default_state_dir, description="Tokens, pids, logs, data.")
+    secrets_dir: Path | None = Field(
+        None, description="Where the token, keys and Redis password are kept (mode 0600); unset: the state directory."
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="The Redis holding the streams.")
     bind_host: str = Field("127.0.0.1", description="Interface the gRPC and metrics servers listen on.")
     log_level: str = "INFO"
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector for traces; empty: spans stay local.")
+    runs_kept: int = Field(
+        1000,
+        ge=1,
+        description="Finished runs kept (record, events, markers), and sessions; the oldest go as new ones come.",
+    )
+    approval_ttl_seconds: float = Field(
+        600.0, gt=0, description="How long an approval stays usable; an older one is refused and audited."
+    )
     http_port: int = Field(DEFAULT_HTTP_PORT, description="Port of the gateway's JSON HTTP API.")
     allowed_roots: str = Field("", description="Folders tools may read and change (os.pathsep-separated).")
     user_home: Path | None = Field(
@@ -105,14 +116,49 @@ class CommonSettings(BaseSettings):
         return self.state_dir / "logs"
 
     @property
+    def secrets_home(self) -> Path:
+        return self.secrets_dir or self.state_dir
+
+    @property
     def token_path(self) -> Path:
         """The API's bearer token, made by the gateway on first start."""
-        return self.state_dir / "token"
+        return self.secrets_home / "token"
 
     @property
     def secret_path(self) -> Path:
         """The key the gateway signs approvals with and the tool host checks them with."""
-        return self.state_dir / "approval.key"
+        return self.secrets_home / "approval.key"
+
+    @property
+    def internal_key_path(self) -> Path:
+        """The credential services present to each other over gRPC (never to or from a person)."""
+        return self.secrets_home / "internal.key"
+
+    def internal_key(self) -> str:
+        """The internal key, as the services made it; for the person's own tools (`sb plan`, `sb bench`)
+        that call a service directly. Fails with what to do when no stack has made one yet."""
+        try:
+            return self.internal_key_path.read_text().strip()
+        except FileNotFoundError:
+            raise SystemExit(
+                f"no internal key at {self.internal_key_path}: start the stack first (`make start`)"
+            ) from None
+
+    @property
+    def redis_password_path(self) -> Path:
+        """The password of the stack's Redis; used when `redis_url` carries none."""
+        return self.secrets_home / "redis.password"
+
+    def redis_password(self) -> str | None:
+        """The Redis password: the one in `redis_url` if it has one, else the state directory's, else none."""
+        from urllib.parse import urlsplit
+
+        if urlsplit(self.redis_url).password:
+            return None  # the URL's own is used
+        try:
+            return self.redis_password_path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
 
 def default_llm_path() -> Path:

@@ -30,28 +30,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server of the stack's own, keeping its data (append-only file) in the state directory."""
+def redis_config(port: int, data: Path, logfile: Path, password: str) -> str:
+    """The configuration of the stack's Redis: loopback only, its data in the state directory, and a
+    password (so another local process cannot read or append to the streams)."""
+    lines = {
+        "port": str(port),
+        "bind": "127.0.0.1",
+        "protected-mode": "yes",
+        "dir": str(data),
+        "appendonly": "yes",
+        "save": '""',
+        "logfile": str(logfile),
+        "requirepass": password,
+    }
+    return "".join(f"{key} {value}\n" for key, value in lines.items())
+
+
+def start_redis(state_dir: Path, password: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the stack's own, keeping its data (append-only file) in the state directory.
+
+    Its configuration holds the password, so it is written to a file only its owner can read rather
+    than passed on the command line, where any process could see it."""
     data = state_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    config = state_dir / "redis.conf"
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(redis_config(port, data, state_dir / "logs" / "redis.log", password))
+    os.chmod(config, 0o600)
     try:
         process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(data),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-                "--logfile",
-                str(state_dir / "logs" / "redis.log"),
-            ],
+            ["redis-server", str(config)],
             start_new_session=True,  # Ctrl-C must not stop Redis before the services have let go of it
         )
     except FileNotFoundError:
@@ -75,12 +85,12 @@ def up(settings: CommonSettings) -> int:
     state = settings.state_dir
     (state / "logs").mkdir(parents=True, exist_ok=True)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    token = read_or_create_secret(settings.token_path)
+    read_or_create_secret(settings.token_path)
 
     redis_process = None
     redis_url = os.environ.get("SWITCHBOARD_REDIS_URL", "")
     if not redis_url:
-        redis_process, redis_url = start_redis(state)
+        redis_process, redis_url = start_redis(state, read_or_create_secret(settings.redis_password_path))
     (state / REDIS_URL_FILE).write_text(redis_url + "\n")
 
     env = {
@@ -93,7 +103,8 @@ def up(settings: CommonSettings) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     print(f"Switchboard: redis {redis_url}, state in {state}", flush=True)
-    print(f"API http://127.0.0.1:{settings.http_port}  token: {token}", flush=True)
+    # The token itself is never printed: this output may go to a log file.
+    print(f"API http://127.0.0.1:{settings.http_port}  bearer token in {settings.token_path}", flush=True)
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT), "start"],
         env=env,
@@ -143,7 +154,7 @@ def start(settings: CommonSettings, timeout: float) -> int:
         print(_tail(log_path), file=sys.stderr)
         stop(settings)
         return code
-    print(f"token: {read_or_create_secret(settings.token_path)}")
+    print(f"API http://127.0.0.1:{settings.http_port}; bearer token in {settings.token_path} (`sb` reads it)")
     return 0
 
 
@@ -159,7 +170,7 @@ def wait_healthy(settings: CommonSettings, timeout: float, process: subprocess.P
             return 1
         url_file = settings.state_dir / REDIS_URL_FILE
         if url_file.exists():
-            status = collect_status(url_file.read_text().strip())
+            status = collect_status(url_file.read_text().strip(), settings.redis_password())
             healthy = sorted({s["name"] for s in status["services"] if s["healthy"]})
             line = f"healthy: {', '.join(healthy) or 'none yet'} ({len(healthy)}/{len(SERVICE_NAMES)})"
             if line != last:

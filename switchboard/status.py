@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import redis
@@ -26,9 +27,22 @@ def grpc_healthy(addr: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def collect_status(redis_url: str) -> dict[str, Any]:
-    """`{"redis": {"url", "streams": {name: length}}, "services": [{"name", "pid", "grpc", "healthy"}]}`."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=HEALTH_TIMEOUT_SECONDS)
+def redacted(url: str) -> str:
+    """`url` without its password, fit to print."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{parts.hostname}:{parts.port}"))
+
+
+def collect_status(redis_url: str, password: str | None = None) -> dict[str, Any]:
+    """`{"redis": {"url", "streams": {name: length}}, "services": [{"name", "pid", "grpc", "healthy"}]}`.
+
+    The URL is shown without its password; `password` is used when the URL has none."""
+    extra = {"password": password} if password else {}
+    client = redis.Redis.from_url(redis_url, socket_timeout=HEALTH_TIMEOUT_SECONDS, **extra)
+    redis_url = redacted(redis_url)
     try:
         lengths = {stream: int(client.xlen(stream)) for stream in keys.ALL_STREAMS}
         records = [client.get(key) for key in client.scan_iter(match=keys.SERVICE_PATTERN, count=100)]

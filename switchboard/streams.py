@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,15 @@ from redis.exceptions import ResponseError
 from switchboard import keys
 from switchboard.envelope import Envelope
 from switchboard.errors import MalformedMessage
-from switchboard.telemetry import STAGE_ERRORS, STREAM_LENGTH, STREAM_PENDING, consume_span, current_traceparent, timed
+from switchboard.telemetry import (
+    STAGE_ERRORS,
+    STREAM_LENGTH,
+    STREAM_PENDING,
+    STREAM_WAIT,
+    consume_span,
+    current_traceparent,
+    timed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,14 @@ class Emit:
 
 
 @dataclass(frozen=True)
+class Forget:
+    """A hash field a handler kept only until its outputs are committed: deleted in the same transaction."""
+
+    key: str
+    field: str
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A message no attempt could process, kept with the error for a person to look at."""
 
@@ -41,8 +58,9 @@ class DeadLetter:
     fields: dict[bytes, bytes]
 
 
-Handler = Callable[[Envelope], Awaitable[Sequence[Emit]]]
+Handler = Callable[[Envelope], Awaitable[Sequence[Emit | Forget]]]
 FailureHandler = Callable[[Envelope, BaseException], Awaitable[Sequence[Emit]]]
+DuplicateHandler = Callable[[Envelope], Awaitable[None]]
 
 
 def emit(stream: str, run_id: str, step: int, key: str, body: bytes) -> Emit:
@@ -84,6 +102,7 @@ class StreamWorker:
         consumer: str,
         handler: Handler,
         on_failure: FailureHandler | None = None,
+        on_duplicate: DuplicateHandler | None = None,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         max_deliveries: int = 3,
@@ -95,6 +114,7 @@ class StreamWorker:
         self.consumer = consumer
         self.handler = handler
         self.on_failure = on_failure
+        self.on_duplicate = on_duplicate
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
@@ -142,6 +162,8 @@ class StreamWorker:
 
     async def process(self, msg_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Handle one entry: skip it if already done, else run the handler and commit its outputs."""
+        added_ms = int(msg_id.split(b"-")[0])
+        STREAM_WAIT.labels(stream=self.stream, group=self.group).observe(max(0.0, time.time() - added_ms / 1000))
         try:
             envelope = Envelope.from_fields(fields)
         except MalformedMessage:
@@ -150,15 +172,19 @@ class StreamWorker:
             await self.redis.xack(self.stream, self.group, msg_id)
             return
 
-        done = keys.done_key(self.group, envelope.idempotency_key)
-        if await self.redis.exists(done):
+        done = (keys.done_key(envelope.run_id), keys.done_field(self.group, envelope.idempotency_key))
+        if await self.redis.hexists(*done):
+            # A message is acknowledged in the transaction that marks it done, so it is never delivered
+            # again after that: one seen here is a second copy of it (`on_duplicate` may say so).
+            if self.on_duplicate is not None:
+                await self.on_duplicate(envelope)
             await self.redis.xack(self.stream, self.group, msg_id)
             return
 
         with consume_span(
             f"{self.group} {self.stream}", envelope.traceparent, run_id=envelope.run_id, step=envelope.step
         ):
-            outputs: Sequence[Emit | DeadLetter]
+            outputs: Sequence[Emit | Forget | DeadLetter]
             try:
                 with timed(self.group):
                     outputs = await self.handler(envelope)
@@ -184,14 +210,64 @@ class StreamWorker:
         info = await self.redis.xpending_range(self.stream, self.group, min=msg_id, max=msg_id, count=1)
         return int(info[0]["times_delivered"]) if info else 0
 
-    async def _commit(self, msg_id: bytes, done: str, outputs: Sequence[Emit | DeadLetter]) -> None:
+    async def _commit(
+        self, msg_id: bytes, done: tuple[str, str], outputs: Sequence[Emit | Forget | DeadLetter]
+    ) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for item in outputs:
-            fields = item.fields if isinstance(item, DeadLetter) else item.envelope.to_fields()
-            pipe.xadd(item.stream, fields)  # type: ignore[arg-type]
-        pipe.set(done, b"1", ex=keys.DONE_TTL_SECONDS)
+            if isinstance(item, Forget):
+                pipe.hdel(item.key, item.field)
+            elif isinstance(item, DeadLetter):
+                pipe.xadd(item.stream, item.fields, maxlen=DEAD_LETTERS_KEPT, approximate=True)  # type: ignore[arg-type]
+            else:
+                pipe.xadd(item.stream, item.envelope.to_fields())  # type: ignore[arg-type]
+        pipe.hset(done[0], done[1], b"1")
+        pipe.expire(done[0], keys.RUN_TTL_SECONDS)
         pipe.xack(self.stream, self.group, msg_id)
         await pipe.execute()
+
+
+# How many dead letters are kept for a person to look at (the oldest go first).
+DEAD_LETTERS_KEPT = 1000
+
+
+def _after(entry_id: str) -> str:
+    """The smallest stream id greater than `entry_id`."""
+    ms, _, seq = entry_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def trim_acknowledged(redis: aioredis.Redis, stream: str) -> int:
+    """Drop the entries of `stream` that every consumer group reading it has acknowledged; how many.
+
+    Nothing is lost: an entry a group has not read yet, or read and not acknowledged, is kept, and
+    nothing is trimmed while a group that should read the stream does not exist yet (it will read the
+    stream from its start)."""
+    try:
+        groups: Any = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream yet
+        return 0
+    names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g for g in groups}
+    if any(group not in names for group in keys.STREAM_GROUPS.get(stream, ())):
+        return 0
+    needed: list[str] = []
+    for name, info in names.items():
+        last = info["last-delivered-id"]
+        last = last.decode() if isinstance(last, bytes) else str(last)
+        summary: Any = await redis.xpending(stream, name)
+        if int(summary["pending"]):
+            oldest = summary["min"]
+            needed.append(oldest.decode() if isinstance(oldest, bytes) else str(oldest))
+        else:
+            needed.append(_after(last))
+    if not needed:
+        return 0
+    return int(await redis.xtrim(stream, minid=min(needed, key=_id_key), approximate=False))
 
 
 async def stream_stats(redis: aioredis.Redis) -> dict[str, int]:

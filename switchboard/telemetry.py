@@ -31,6 +31,12 @@ STAGE_LATENCY = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+STREAM_WAIT = Histogram(
+    "switchboard_stream_wait_seconds",
+    "Time from a message's addition to a stream to the start of its handling, by stream and group.",
+    ["stream", "group"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0),
+)
 STEP_OUTCOMES = Counter(
     "switchboard_step_outcomes_total",
     "Steps by the outcome a stage gave them.",
@@ -49,10 +55,33 @@ STAGE_ERRORS = Counter(
 )
 FAILURE_MODES = Counter(
     "switchboard_failure_modes_total",
-    "Known ways a turn goes wrong, counted where they are caught (repeated_call, refused, retry, "
-    "turn_refused, turn_needs_clarification).",
+    "Known ways a turn goes wrong, counted where they are caught (the proto's FailureMode, in lower case).",
     ["stage", "mode"],
 )
+AUTH_REFUSALS = Counter(
+    "switchboard_auth_refusals_total",
+    "gRPC calls refused for a missing or wrong credential, by method.",
+    ["method"],
+)
+APPROVAL_REFUSALS = Counter(
+    "switchboard_approval_refusals_total",
+    "Calls the tool host refused for their approval, by reason (missing, forged, mismatched, expired, "
+    "replayed, insufficient).",
+    ["reason"],
+)
+RECORD_WRITES = Counter(
+    "switchboard_run_record_writes_total",
+    "Writes of a run's record, by the stage that made them.",
+    ["stage"],
+)
+
+
+def failure_mode(mode: int) -> str:
+    """A `FailureMode` as its metric label: `FAILURE_MODE_REPEATED_CALL` → `repeated_call`."""
+    from switchboard.v1 import switchboard_pb2 as pb
+
+    return pb.FailureMode.Name(mode).removeprefix("FAILURE_MODE_").lower()
+
 
 _propagator = TraceContextTextMapPropagator()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,29 +38,22 @@ def tracing() -> None:
     setup_tracing("tests")
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of the test session's own; never the machine's shared one."""
+REDIS_PASSWORD = secrets.token_urlsafe(24)
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A redis-server of its own on a free port, with a password as the stack's has; yields its URL,
+    which carries the password."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed; `make setup` installs it")
     port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
-        stdout=subprocess.DEVNULL,
+    config = folder / "redis.conf"
+    config.write_text(
+        f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {folder}\nrequirepass {REDIS_PASSWORD}\n'
     )
+    config.chmod(0o600)
+    process = subprocess.Popen(["redis-server", str(config)], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -69,9 +64,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.kill()
                 pytest.fail("the test redis-server did not start")
             time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The test session's own Redis; never the machine's shared one."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ import os
 from services.filter.app import ToolFilter, load_examples, load_generated, merge_examples
 from services.filter.server import FilterServicer
 from services.filter.settings import FilterSettings
-from switchboard import keys
 from switchboard.errors import ConfigurationError
-from switchboard.failures import fail_step
 from switchboard.rpc import ToolHostClient
 from switchboard.service import ServiceRuntime
-from switchboard.streams import StreamWorker
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 
@@ -36,7 +33,7 @@ async def main(settings: FilterSettings) -> None:
     generated, vectors = load_generated(settings.embedding_model)
     tool_filter = ToolFilter(
         load_encoder(settings),
-        ToolHostClient(settings.toolhost_addr),
+        ToolHostClient(settings.toolhost_addr, runtime.internal_key),
         settings.filter_k,
         merge_examples(load_examples(settings.filter_examples), generated),
         settings.filter_min_similarity,
@@ -49,16 +46,6 @@ async def main(settings: FilterSettings) -> None:
 
     await runtime.serve(
         lambda server: pb_grpc.add_FilterServicer_to_server(FilterServicer(tool_filter), server),
-        workers=[
-            StreamWorker(
-                runtime.redis,
-                stream=keys.STEPS,
-                group=keys.GROUP_FILTER,
-                consumer=runtime.instance,
-                handler=tool_filter.on_step,
-                on_failure=fail_step("filter"),
-            )
-        ],
         background=[refresh],
         ready=tool_filter.build,
     )

@@ -22,13 +22,9 @@ from services.filter.core import (
     dense_text,
     no_tool_fits,
 )
-from switchboard import keys
-from switchboard.envelope import Envelope, step_key
 from switchboard.errors import ConfigurationError, UpstreamUnavailable
-from switchboard.failures import NO_TOOL_FITS
 from switchboard.rpc import ToolHostClient
-from switchboard.streams import Emit, emit
-from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
+from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES, failure_mode
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -153,24 +149,8 @@ class ToolFilter:
             raise UpstreamUnavailable("the tool index is not built yet")
         assessment = await asyncio.to_thread(self.index.assess, text, k or self.k)
         if no_tool_fits(assessment.ranked, self.min_similarity):
-            FAILURE_MODES.labels(stage=STAGE, mode=NO_TOOL_FITS).inc()
+            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_NO_TOOL_FITS)).inc()
+            STEP_OUTCOMES.labels(stage=STAGE, outcome="no_tool_fits").inc()
             return Assessment([], assessment.change_intent)
-        return assessment
-
-    async def on_step(self, envelope: Envelope) -> Sequence[Emit]:
-        step = pb.Step.FromString(envelope.body)
-        assessment = await self.assess(step.intent)
-        del step.candidates[:]
-        step.candidates.extend(candidates(assessment.ranked))
-        step.change_intent = assessment.change_intent
-        step.hops.append(keys.STEPS)
         STEP_OUTCOMES.labels(stage=STAGE, outcome="ranked").inc()
-        return [
-            emit(
-                keys.RANKED,
-                step.run_id,
-                step.number,
-                step_key(step.run_id, step.number, STAGE),
-                step.SerializeToString(),
-            )
-        ]
+        return assessment

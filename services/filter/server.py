@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from services.filter.app import ToolFilter, candidates
@@ -17,9 +19,14 @@ class FilterServicer(pb_grpc.FilterServicer):
     async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:
         if not request.text.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
+        start = time.perf_counter()
         try:
-            ranked = await self.tool_filter.rank(request.text, request.k or None)
+            assessment = await self.tool_filter.assess(request.text, request.k or None)
         except UpstreamUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise
-        return pb.RankResponse(candidates=candidates(ranked))
+        return pb.RankResponse(
+            candidates=candidates(assessment.ranked),
+            change_intent=assessment.change_intent,
+            compute_ms=(time.perf_counter() - start) * 1000,
+        )

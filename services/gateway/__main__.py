@@ -30,9 +30,11 @@ async def main(settings: GatewaySettings) -> None:
     token = read_or_create_secret(settings.token_path)
     gateway = Gateway(
         runtime.redis,
-        ToolHostClient(settings.toolhost_addr),
+        ToolHostClient(settings.toolhost_addr, runtime.internal_key),
         read_or_create_secret(settings.secret_path),
         settings.path_policy(),
+        settings.approval_ttl_seconds,
+        settings.runs_kept,
     )
     http = EmbeddedServer(
         uvicorn.Config(
@@ -56,6 +58,7 @@ async def main(settings: GatewaySettings) -> None:
         lambda server: pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server),
         workers=build_workers(runtime.redis, gateway, runtime.instance),
         background=[serve_http, stop_http_on_exit],
+        public_token=token,
     )
 
 

@@ -1,24 +1,19 @@
-"""The gateway's pure logic: the confirmation policy and how events change a run's record.
+"""The gateway's pure logic: the confirmation policy, judged against a run's record.
 
-Run records are `switchboard.v1.Run` messages; every function here takes a record and returns nothing
-but changes it, so the Redis-backed store can apply them inside an optimistic transaction.
+Nothing here reads or writes Redis; `judge_proposal` is applied inside the record's transaction.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from enum import Enum
 
 from switchboard.failures import REPEATED_CALL
 from switchboard.paths import PathPolicy, PathVerdict, named_paths
+from switchboard.runs import step_record
 from switchboard.v1 import switchboard_pb2 as pb
 
 MAX_TEXT_CHARS = 4000
-
-FINAL_STATUSES = frozenset(
-    {pb.RUN_STATUS_ANSWERED, pb.RUN_STATUS_NEEDS_CLARIFICATION, pb.RUN_STATUS_REFUSED, pb.RUN_STATUS_FAILED}
-)
 
 
 class Policy(Enum):
@@ -74,36 +69,36 @@ def refused_paths(arguments_json: str, paths: PathPolicy) -> str:
 
 def judge_proposal(
     run: pb.Run, call: pb.ToolCall, needs_confirmation: bool, changes: frozenset[str], paths: PathPolicy
-) -> tuple[pb.StepStatus, str, str]:
+) -> tuple[pb.StepStatus, pb.EventKind, str]:
     """What becomes of a routed call: its step status, the event kind, and the reason to record ('' to
     keep the router's). In order: the router could not fill it; the planner holds it for a question to
     the person; it names a path no tool may touch; it repeats an earlier step with nothing changed since
     (a read reuses that step's result, anything else fails); a dry run; a change that waits for a
     person; a read that runs at once."""
     if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
-        return pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification", ""
+        return pb.STEP_STATUS_NEEDS_CLARIFICATION, pb.EVENT_KIND_NEEDS_CLARIFICATION, ""
     if call.held:  # the person is asked first; the call is shown, not put forward
-        return pb.STEP_STATUS_NEEDS_CLARIFICATION, "needs_clarification", call.held
+        return pb.STEP_STATUS_NEEDS_CLARIFICATION, pb.EVENT_KIND_NEEDS_CLARIFICATION, call.held
     refusal = refused_paths(call.arguments_json, paths) if call.tool else ""
     if refusal:
-        return pb.STEP_STATUS_REJECTED, "refused", f"Refused: {refusal}"
+        return pb.STEP_STATUS_REJECTED, pb.EVENT_KIND_REFUSED, f"Refused: {refusal}"
     repeat = repeated_call(run, call, changes) if call.tool else 0
     if repeat:
         earlier = step_record(run, repeat)
         if call.tool not in changes and earlier.status in (pb.STEP_STATUS_SUCCEEDED, pb.STEP_STATUS_SKIPPED):
             # The same read with nothing changed since has the same answer: the step takes the earlier
             # step's result instead of running the tool again ("read X, then show me X").
-            return earlier.status, "reused_result", f"the same call as step {repeat}: its result is reused"
+            return earlier.status, pb.EVENT_KIND_REUSED_RESULT, f"the same call as step {repeat}: its result is reused"
         reason = (
             f"{REPEATED_CALL}: step {repeat} already called {call.tool} with the same arguments and nothing has "
             "changed since, so it was not run again"
         )
-        return pb.STEP_STATUS_FAILED, "repeated_call", reason
+        return pb.STEP_STATUS_FAILED, pb.EVENT_KIND_REPEATED_CALL, reason
     if call.dry_run:
-        return pb.STEP_STATUS_SKIPPED, "routed_dry_run", ""
+        return pb.STEP_STATUS_SKIPPED, pb.EVENT_KIND_ROUTED_DRY_RUN, ""
     if needs_confirmation:
-        return pb.STEP_STATUS_AWAITING_CONFIRMATION, "awaiting_confirmation", ""
-    return pb.STEP_STATUS_APPROVED, "approved", ""
+        return pb.STEP_STATUS_AWAITING_CONFIRMATION, pb.EVENT_KIND_AWAITING_CONFIRMATION, ""
+    return pb.STEP_STATUS_APPROVED, pb.EVENT_KIND_APPROVED, ""
 
 
 def repeated_call(run: pb.Run, call: pb.ToolCall, changes: frozenset[str]) -> int:
@@ -151,116 +146,3 @@ def _canonical(arguments_json: str) -> str:
         return json.dumps(json.loads(arguments_json or "{}"), sort_keys=True)
     except json.JSONDecodeError:
         return arguments_json
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def status_name(status: int) -> str:
-    """`RUN_STATUS_ANSWERED` → `answered`."""
-    return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_").lower()
-
-
-def step_status_name(status: int) -> str:
-    return pb.StepStatus.Name(status).removeprefix("STEP_STATUS_").lower()
-
-
-def new_run(run_id: str, session_id: str, text: str, dry_run: bool) -> pb.Run:
-    at = now_ms()
-    return pb.Run(
-        run_id=run_id,
-        session_id=session_id,
-        text=text,
-        dry_run=dry_run,
-        status=pb.RUN_STATUS_PLANNING,
-        created_unix_ms=at,
-        updated_unix_ms=at,
-    )
-
-
-def step_record(run: pb.Run, number: int) -> pb.StepRecord:
-    """The record of step `number`, created if this is the first we hear of it."""
-    for record in run.steps:
-        if record.number == number:
-            return record
-    record = run.steps.add(number=number, status=pb.STEP_STATUS_PLANNED)
-    return record
-
-
-def _add_hops(record: pb.StepRecord, hops: list[str]) -> None:
-    for hop in hops:
-        if hop not in record.hops:
-            record.hops.append(hop)
-
-
-def apply_step(run: pb.Run, step: pb.Step, hops: list[str]) -> None:
-    """The planner emitted a step."""
-    record = step_record(run, step.number)
-    record.intent = step.intent
-    record.server = step.server
-    _add_hops(record, hops)
-    if run.status not in FINAL_STATUSES:
-        run.status = pb.RUN_STATUS_RUNNING
-    run.updated_unix_ms = now_ms()
-
-
-def apply_proposal(
-    run: pb.Run, call: pb.ToolCall, hops: list[str], status: pb.StepStatus, needs_confirmation: bool
-) -> None:
-    """The router proposed a call and the policy gave it `status`."""
-    record = step_record(run, call.step)
-    record.tool = call.tool
-    record.arguments_json = call.arguments_json
-    del record.candidates[:]
-    record.candidates.extend(call.candidates)
-    record.confirmation_required = needs_confirmation
-    record.status = status
-    if status in (pb.STEP_STATUS_NEEDS_CLARIFICATION, pb.STEP_STATUS_REJECTED, pb.STEP_STATUS_FAILED):
-        record.error = call.reason
-    del record.missing[:]
-    if status == pb.STEP_STATUS_NEEDS_CLARIFICATION:
-        record.missing.extend(call.missing)
-    _add_hops(record, hops)
-    if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
-        run.status = pb.RUN_STATUS_AWAITING_CONFIRMATION
-    elif run.status not in FINAL_STATUSES:
-        run.status = pb.RUN_STATUS_RUNNING
-    run.updated_unix_ms = now_ms()
-
-
-def apply_decision(run: pb.Run, step: int, approved: bool, arguments_json: str, reason: str) -> pb.StepRecord:
-    """A person approved or rejected a waiting step."""
-    record = step_record(run, step)
-    record.arguments_json = arguments_json
-    record.status = pb.STEP_STATUS_APPROVED if approved else pb.STEP_STATUS_REJECTED
-    if not approved:
-        record.error = reason or "rejected by the person"
-    run.status = pb.RUN_STATUS_RUNNING
-    run.updated_unix_ms = now_ms()
-    return record
-
-
-def apply_result(run: pb.Run, result: pb.StepResult, hops: list[str]) -> None:
-    """A step finished (or was settled without running)."""
-    record = step_record(run, result.step)
-    record.status = result.status
-    record.result_json = result.content_json
-    if result.error:
-        record.error = result.error
-    record.duration_ms = result.duration_ms
-    _add_hops(record, list(result.hops) + hops)
-    run.updated_unix_ms = now_ms()
-
-
-def apply_undone(run: pb.Run, step: int) -> None:
-    """A person undid what a step did."""
-    step_record(run, step).status = pb.STEP_STATUS_UNDONE
-    run.updated_unix_ms = now_ms()
-
-
-def apply_finished(run: pb.Run, finished: pb.RunFinished) -> None:
-    """The planner gave the answer."""
-    run.status = finished.status
-    run.answer = finished.answer
-    run.updated_unix_ms = now_ms()

@@ -69,7 +69,8 @@ def build_app(gateway: Gateway, token: str) -> FastAPI:
 
         async def stream() -> AsyncIterator[str]:
             async for event in gateway.watch(run_id):
-                yield f"event: {event.kind}\ndata: {json.dumps(event_to_dict(event))}\n\n"
+                shown = event_to_dict(event)
+                yield f"event: {shown['kind']}\ndata: {json.dumps(shown)}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -6,4 +6,4 @@ from switchboard.settings import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
-    """The gateway needs only the common settings (its HTTP port among them)."""
+    """The gateway needs only the common settings (its HTTP port and how many runs are kept among them)."""

@@ -1,4 +1,4 @@
-"""The gateway's stream workers: it follows steps, proposals, results and answers."""
+"""The gateway's stream worker: it judges each call the planner routed."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import redis.asyncio as aioredis
 
 from services.gateway.app import Gateway
 from switchboard import keys
+from switchboard.failures import fail_step
 from switchboard.streams import StreamWorker
 
 
 def build_workers(redis: aioredis.Redis, gateway: Gateway, consumer: str) -> list[StreamWorker]:
-    handlers = {
-        keys.STEPS: gateway.on_step,
-        keys.PROPOSED: gateway.on_proposal,
-        keys.RESULTS: gateway.on_result,
-        keys.FINISHED: gateway.on_finished,
-    }
     return [
-        StreamWorker(redis, stream=stream, group=keys.GROUP_GATEWAY, consumer=consumer, handler=handler)
-        for stream, handler in handlers.items()
+        StreamWorker(
+            redis,
+            stream=keys.PROPOSED,
+            group=keys.GROUP_GATEWAY,
+            consumer=consumer,
+            handler=gateway.on_proposal,
+            on_failure=fail_step("gateway"),
+        )
     ]

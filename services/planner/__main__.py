@@ -9,7 +9,7 @@ from services.planner.server import PlannerServicer
 from services.planner.settings import PlannerSettings
 from services.planner.worker import Catalogue, PlannerWorker, Planning, warm_up_reading
 from switchboard.llm import LocalModel
-from switchboard.rpc import ToolHostClient
+from switchboard.rpc import StepRouting, ToolHostClient
 from switchboard.service import ServiceRuntime
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -30,7 +30,7 @@ async def main(settings: PlannerSettings) -> None:
         catalogue, settings.path_policy(), model_plan, settings.planner_max_steps, settings.planner_splitter
     )
 
-    toolhost = ToolHostClient(settings.toolhost_addr)
+    toolhost = ToolHostClient(settings.toolhost_addr, runtime.internal_key)
 
     async def load_catalogue() -> None:
         # The parser and the date reader load their data on first use (a few seconds); do it before
@@ -38,8 +38,15 @@ async def main(settings: PlannerSettings) -> None:
         await asyncio.to_thread(warm_up_reading)
         catalogue.load(await toolhost.wait_for_tools())
 
+    routing = StepRouting(settings.filter_addr, settings.router_addr, runtime.internal_key)
     worker = PlannerWorker(
-        runtime.redis, planning, settings.planner_session_tokens, toolhost.list_tools, settings.planner_session_memory
+        runtime.redis,
+        planning,
+        settings.planner_session_tokens,
+        routing,
+        toolhost.list_tools,
+        settings.planner_session_memory,
+        settings.runs_kept,
     )
     await runtime.serve(
         lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),

@@ -45,14 +45,12 @@ from services.planner.state import (
 )
 from services.planner.structure import split_by_structure
 from switchboard.extract import extract_paths
-from switchboard.failures import REPEATED_CALL
 from switchboard.llm import chat_prompt, gbnf_literal
+from switchboard.paths import is_path_key
 
 MAX_STEPS = 12
 MAX_RESULT_CHARS = 600
 _WORD = re.compile(r"[a-z][a-z0-9]+")
-_SUGGESTION = re.compile(r"[Dd]id you mean ['\"]?([^'\"?]+?)['\"]?\?")
-_ARGUMENT_HINT = re.compile(r"[Cc]all again with (\w+) (true|false|\d+)")
 
 
 # ---- plans ----
@@ -214,7 +212,7 @@ def advance(state: RunState, max_steps: int = MAX_STEPS) -> StepOrder | Done | N
         if outcome is None:
             return None
         if outcome.state is StepState.FAILED:
-            if last.attempt == 1 and REPEATED_CALL not in outcome.error:
+            if last.attempt == 1 and outcome.failure not in NOT_RETRIED:
                 return _emit(state, retry_order(state, last, outcome), max_steps)
             return finish(state)
         if outcome.state is StepState.REJECTED:
@@ -259,25 +257,27 @@ def _emit(state: RunState, order: StepOrder, max_steps: int) -> StepOrder | Done
     return order
 
 
+# Failures a second attempt cannot mend: the same call again with nothing changed; a refused approval.
+NOT_RETRIED = frozenset({"repeated_call", "approval_refused", "interrupted"})
+
+
 def retry_order(state: RunState, failed: StepOrder, outcome: StepOutcome) -> StepOrder:
-    """The failed step again, corrected with what the tool host said: a suggested path replaces the
-    one that failed, an argument it asked for is added, and its words go into the context."""
+    """The failed step again, corrected with the tool's structured correction: a path it suggests
+    replaces the one that failed (in the words too), another value it suggests is set on the call, and
+    its words go into the context."""
     intent = failed.intent
     inputs = dict(failed.inputs)
-    suggestion = _SUGGESTION.search(outcome.error)
-    if suggestion:
-        better = suggestion.group(1).strip()
-        wrong = [p for p in mentioned_paths(outcome.arguments) if p != better]
-        replaced = next((p for p in wrong if p in intent), None)
-        if replaced:
-            intent = intent.replace(replaced, better)
-        inputs["paths"] = [better, *[p for p in inputs.get("paths", []) if p != better]]
-    hint = _ARGUMENT_HINT.search(outcome.error)
-    if hint:
-        value: Any = {"true": True, "false": False}.get(hint.group(2), hint.group(2))
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        inputs["arguments"] = {**outcome.arguments, hint.group(1): value}
+    parameter = outcome.correction.get("parameter", "")
+    value = outcome.correction.get("suggested_value")
+    if parameter and value is not None:
+        if is_path_key(parameter) and isinstance(value, str):
+            wrong = [p for p in mentioned_paths(outcome.arguments) if p != value]
+            replaced = next((p for p in wrong if p in intent), None)
+            if replaced:
+                intent = intent.replace(replaced, value)
+            inputs["paths"] = [value, *[p for p in inputs.get("paths", []) if p != value]]
+        else:
+            inputs["arguments"] = {**outcome.arguments, parameter: value}
     correction = f"Correction: {outcome.tool or 'the call'} failed: {outcome.error}"
     return StepOrder(
         0,

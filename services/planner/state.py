@@ -49,6 +49,10 @@ class StepOutcome:
     arguments: dict[str, Any] = field(default_factory=dict)
     content: Any = None
     error: str = ""
+    # For a failed step: its kind (a FailureMode's lower-case name, '' if none was given) and the
+    # tool's correction ({"parameter", "problem", "suggested_value", "suggested_tool"}, any may be absent).
+    failure: str = ""
+    correction: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
-"""The planner's stream work: judge and plan each turn, emit one step at a time, answer.
+"""The planner's stream work: it orchestrates each run, from the turn to the answer.
 
-A run's state (`RunState`: plan, emitted steps, results) lives in Redis, keyed by run; a session's
-memory (`SessionMemory`) too, keyed by session. Handling a redelivered message again changes nothing:
-a result already recorded only re-emits the decision that followed it, under the same idempotency key,
-so the next stage drops the copy.
+For each turn it judges and plans the request; for each step it asks the filter and the router (over
+gRPC) for the call, writes the step into the run's one record and proposes the call to the gateway;
+for each result it records it, writes the answer's settled lines and goes on, or finishes the run. Its
+working state (`RunState`) is kept in the same record (`Run.orchestration_json`), written in the same
+transaction as the step records and the run's events (`switchboard.runs`). A session's memory
+(`SessionMemory`) is kept by session.
+
+Handling a message again changes nothing: a turn whose run already has a state, or a result already
+recorded, only re-sends the proposal that followed it, under the same idempotency key, so the gateway
+drops a copy, and no event is appended twice.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -29,16 +35,16 @@ from services.planner.context import (
     result_text,
 )
 from services.planner.state import Done, Finish, PlannedStep, RunOutcome, RunState, StepOrder, StepOutcome, StepState
-from switchboard import keys
+from switchboard import keys, runs
 from switchboard.envelope import Envelope, step_key
-from switchboard.errors import UpstreamUnavailable
-from switchboard.events import ANSWER, append_event
-from switchboard.failures import fail_run
+from switchboard.errors import NotFound, UpstreamUnavailable
+from switchboard.events import KIND_OF_STEP_STATUS
 from switchboard.paths import PathPolicy
 from switchboard.reading import Reading
 from switchboard.rpc import catalogue_stale
+from switchboard.runs import Event, RunStore
 from switchboard.streams import Emit, StreamWorker, emit
-from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES
+from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES, failure_mode
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -69,7 +75,23 @@ def outcome_from_result(result: pb.StepResult) -> StepOutcome:
         arguments=_loads(result.arguments_json, {}),
         content=_loads(result.content_json, None),
         error=result.error,
+        failure=failure_mode(result.failure) if result.failure else "",
+        correction=correction_of(result.correction) if result.HasField("correction") else {},
     )
+
+
+def correction_of(correction: pb.Correction) -> dict[str, Any]:
+    """A tool's structured correction as plain data (the suggested value decoded from its JSON)."""
+    found: dict[str, Any] = {}
+    if correction.parameter:
+        found["parameter"] = correction.parameter
+    if correction.problem:
+        found["problem"] = correction.problem
+    if correction.suggested_value_json:
+        found["suggested_value"] = _loads(correction.suggested_value_json, None)
+    if correction.suggested_tool:
+        found["suggested_tool"] = correction.suggested_tool
+    return found
 
 
 def _loads(raw: str, default: Any) -> Any:
@@ -133,18 +155,58 @@ class Planning:
         return core.plan_request(text, self.catalogue.verbs, self.catalogue.server_words, model_plan, self.splitter)
 
 
+class Routing(Protocol):
+    """Routes one step: the call for it, and the filter's own time (see `switchboard.rpc.StepRouting`)."""
+
+    async def route(self, request: pb.RouteRequest) -> tuple[pb.ToolCall, float]: ...
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A step just routed, to be written into the record: the call, the step's server, the filter's time."""
+
+    call: pb.ToolCall
+    server: str
+    rank_ms: float
+
+
+def load_state(run: pb.Run) -> RunState | None:
+    """The planner's state kept in `run` (None before the planner took the run), each step's result
+    taken from the step's record, where it is kept once."""
+    if not run.orchestration_json:
+        return None
+    data = json.loads(run.orchestration_json)
+    results = {record.number: record.result_json for record in run.steps}
+    for number, outcome in data["outcomes"].items():
+        outcome["content"] = _loads(results.get(int(number), ""), None)
+    return RunState.from_dict(data)
+
+
+def dump_state(state: RunState) -> str:
+    """`state` as JSON for the record, without the results (the step records hold them)."""
+    data = state.to_dict()
+    for outcome in data["outcomes"].values():
+        outcome["content"] = None
+    return json.dumps(data)
+
+
 class PlannerWorker:
     def __init__(
         self,
         redis: aioredis.Redis,
         planning: Planning,
         session_tokens: int,
+        routing: Routing,
         list_tools: Callable[[], Awaitable[list[pb.ToolInfo]]] | None = None,
         session_memory: bool = True,
+        sessions_kept: int = 1000,
     ) -> None:
         self.redis = redis
+        self.sessions_kept = sessions_kept
+        self.store = RunStore(redis, STAGE)
         self.planning = planning
         self.session_tokens = session_tokens
+        self.routing = routing
         self.list_tools = list_tools
         self.session_memory = session_memory
 
@@ -162,16 +224,18 @@ class PlannerWorker:
     async def on_turn(self, envelope: Envelope) -> Sequence[Emit]:
         turn = pb.Turn.FromString(envelope.body)
         await self.refresh_catalogue()
-        state = await self._load(turn.run_id)
-        if state is not None:  # a redelivered turn: repeat what was decided
-            return self._repeat(turn.run_id, state)
+        run = await self._record(turn.run_id)
+        if run is None:
+            return []
+        earlier = load_state(run)
+        if earlier is not None:  # a turn handled before: send on what was decided then
+            return await self._repeat(turn.run_id, earlier)
         history = await self._session(turn.session_id) if self.session_memory else SessionMemory()
         text = await asyncio.to_thread(completed_request, turn.text, history)
         assessment = self.planning.assess(text, has_context=not history.empty)
         if assessment.verdict is policy.Verdict.REFUSE:
-            FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{RunOutcome.REFUSED.value}").inc()
+            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_TURN_REFUSED)).inc()
             state = core.start_run(text, turn.session_id, turn.dry_run, [], history)
-            await self._save(turn.run_id, state)
             return await self._finish(turn.run_id, state, Finish(RunOutcome.REFUSED, assessment.reason))
         plan = await asyncio.to_thread(self.planning.plan, text)
         if assessment.verdict is policy.Verdict.CLARIFY and len(plan) > 1:
@@ -183,11 +247,10 @@ class PlannerWorker:
         if assessment.verdict is policy.Verdict.CLARIFY:
             # The person is asked first; the first step is still routed, held (and a dry run besides),
             # so the question comes with the tool it is about and the values already known.
-            FAILURE_MODES.labels(stage=STAGE, mode=f"turn_{RunOutcome.NEEDS_CLARIFICATION.value}").inc()
+            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_TURN_NEEDS_CLARIFICATION)).inc()
             state = core.start_run(text, turn.session_id, True, plan[:1], history)
             state.held = assessment.reason
             if not plan:
-                await self._save(turn.run_id, state)
                 return await self._finish(turn.run_id, state, Finish(RunOutcome.NEEDS_CLARIFICATION, state.held))
             return await self._advance(turn.run_id, state)
         state = core.start_run(text, turn.session_id, turn.dry_run, plan, history)
@@ -195,70 +258,143 @@ class PlannerWorker:
 
     async def on_result(self, envelope: Envelope) -> Sequence[Emit]:
         result = pb.StepResult.FromString(envelope.body)
-        state = await self._load(result.run_id)
-        if state is None:  # not a run this planner started (or long expired)
+        run = await self._record(result.run_id)
+        state = load_state(run) if run is not None else None
+        if state is None:  # not a run this planner started (or long forgotten)
             return []
         if result.step in state.outcomes:
-            return self._repeat(result.run_id, state)
+            return await self._repeat(result.run_id, state)
         outcome = outcome_from_result(result)
         await self.refresh_catalogue(outcome.tool)
         core.record(state, outcome)
         STEP_OUTCOMES.labels(stage=STAGE, outcome=outcome.state.value).inc()
-        return await self._advance(result.run_id, state)
+        return await self._advance(result.run_id, state, result)
 
-    async def _advance(self, run_id: str, state: RunState) -> Sequence[Emit]:
+    async def give_up(self, envelope: Envelope, exc: BaseException) -> Sequence[Emit]:
+        """After repeated failures on a message: end its run as failed, saying which stage gave up."""
+        answer_text = f"The planner could not continue this request ({type(exc).__name__}: {exc})."
+
+        def fail(run: pb.Run) -> bool:
+            if run.status in runs.FINAL_STATUSES:
+                return False
+            runs.apply_finished(run, pb.RUN_STATUS_FAILED, answer_text)
+            return True
+
+        def announce(_run: pb.Run, failed: bool) -> list[Event]:
+            return [Event(pb.EVENT_KIND_FINISHED, message=answer_text)] if failed else []
+
+        try:
+            await self.store.update(envelope.run_id, fail, announce)
+        except NotFound:
+            pass
+        FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_STAGE_GAVE_UP)).inc()
+        return []
+
+    async def _advance(self, run_id: str, state: RunState, result: pb.StepResult | None = None) -> Sequence[Emit]:
         action = core.advance(state, self.planning.max_steps)
         if isinstance(action, Done):
             if state.held:
-                return await self._finish(run_id, state, answer.held(state))
-            return await self._finish(run_id, state, answer.compose(state, action, self.planning.catalogue.mutating))
-        await self._stream(run_id, state, answer.settled_lines(state, self.planning.catalogue.mutating))
-        await self._save(run_id, state)
+                return await self._finish(run_id, state, answer.held(state), result)
+            finish = answer.compose(state, action, self.planning.catalogue.mutating)
+            return await self._finish(run_id, state, finish, result)
+        lines = answer.settled_lines(state, self.planning.catalogue.mutating)
         if action is None:
+            await self._write(run_id, state, result, lines)
             return []
         if action.attempt > 1:
-            FAILURE_MODES.labels(stage=STAGE, mode="retry").inc()
-        return [self._step(run_id, state, action)]
+            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_RETRY)).inc()
+        routed = await self._route(run_id, state, action)
+        await self._write(run_id, state, result, lines, routed)
+        return [self._proposal(run_id, routed.call)]
 
-    async def _finish(self, run_id: str, state: RunState, finish: Finish) -> Sequence[Emit]:
-        await self._stream(run_id, state, finish.answer.split("\n"))
+    async def _finish(
+        self, run_id: str, state: RunState, finish: Finish, result: pb.StepResult | None = None
+    ) -> Sequence[Emit]:
         state.finished = {"outcome": finish.outcome.value, "answer": finish.answer}
-        await self._save(run_id, state)
+        await self._write(run_id, state, result, finish.answer.split("\n"), finish=finish)
         await self._remember(state, finish)
-        return [self._finished(run_id, finish)]
-
-    def _repeat(self, run_id: str, state: RunState) -> Sequence[Emit]:
-        if state.finished:
-            finish = Finish(RunOutcome(state.finished["outcome"]), state.finished["answer"])
-            return [self._finished(run_id, finish)]
-        if state.orders and state.orders[-1].number not in state.outcomes:
-            return [self._step(run_id, state, state.orders[-1])]
         return []
 
-    def _step(self, run_id: str, state: RunState, order: StepOrder) -> Emit:
-        step = pb.Step(
-            run_id=run_id,
-            number=order.number,
-            intent=order.intent,
-            server=order.server,
-            session_id=state.session_id,
-            dry_run=state.dry_run,
+    async def _repeat(self, run_id: str, state: RunState) -> Sequence[Emit]:
+        """What follows from a message handled before: the proposal of the step still waiting for its
+        result, routed again (the first copy was never sent: it is sent with the acknowledgement)."""
+        if state.finished or not state.orders or state.orders[-1].number in state.outcomes:
+            return []
+        routed = await self._route(run_id, state, state.orders[-1])
+        return [self._proposal(run_id, routed.call)]
+
+    async def _route(self, run_id: str, state: RunState, order: StepOrder) -> Routed:
+        request = pb.RouteRequest(
+            text=order.intent,
             context=order.context,
             inputs_json=json.dumps(order.inputs) if order.inputs else "",
             reading_json=Reading.of(order.intent, datetime.fromisoformat(state.asked_at)).to_json(),
-            held=state.held,
         )
-        return emit(keys.STEPS, run_id, order.number, step_key(run_id, order.number, STAGE), step.SerializeToString())
+        call, rank_ms = await self.routing.route(request)
+        # The candidates travel on and are kept for the person to see what was considered: their names
+        # and scores, not the descriptions and schemas the router needed.
+        slim = [
+            pb.Candidate(tool=c.tool, server=c.server, score=c.score, similarity=c.similarity) for c in call.candidates
+        ]
+        del call.candidates[:]
+        call.candidates.extend(slim)
+        call.run_id = run_id
+        call.step = order.number
+        call.intent = order.intent
+        call.session_id = state.session_id
+        call.dry_run = state.dry_run
+        call.held = state.held
+        del call.hops[:]
+        call.hops.extend([keys.HOP_RANK, keys.HOP_ROUTE])
+        return Routed(call, order.server, rank_ms)
 
-    def _finished(self, run_id: str, finish: Finish) -> Emit:
-        message = pb.RunFinished(run_id=run_id, status=RUN_STATUS_OF[finish.outcome], answer=finish.answer)
-        return emit(keys.FINISHED, run_id, 0, f"{run_id}:finished", message.SerializeToString())
+    def _proposal(self, run_id: str, call: pb.ToolCall) -> Emit:
+        return emit(keys.PROPOSED, run_id, call.step, step_key(run_id, call.step, STAGE), call.SerializeToString())
 
-    async def _stream(self, run_id: str, state: RunState, lines: list[str]) -> None:
-        """Send the answer's lines the person has not seen yet."""
-        for line in lines[state.streamed :]:
-            await append_event(self.redis, pb.RunEvent(run_id=run_id, kind=ANSWER, message=line + "\n"))
+    async def _write(
+        self,
+        run_id: str,
+        state: RunState,
+        result: pb.StepResult | None,
+        lines: list[str],
+        routed: Routed | None = None,
+        finish: Finish | None = None,
+    ) -> None:
+        """One write of the record: the result that came in, the state, the step just routed or the
+        answer, with the events they make (the answer's lines not yet sent among them)."""
+        unsent = lines[state.streamed :]
         state.streamed = max(state.streamed, len(lines))
+        orchestration = dump_state(state)
+
+        def mutate(run: pb.Run) -> None:
+            if result is not None:
+                runs.apply_result(run, result, [keys.RESULTS])
+            if routed is not None:
+                runs.apply_routed(run, routed.call, routed.server, routed.rank_ms, routed.call.hops)
+            if finish is not None:
+                runs.apply_finished(run, RUN_STATUS_OF[finish.outcome], finish.answer)
+            run.orchestration_json = orchestration
+
+        def announce(_run: pb.Run, _none: None) -> list[Event]:
+            made: list[Event] = []
+            if result is not None:
+                kind = KIND_OF_STEP_STATUS.get(result.status, pb.EVENT_KIND_FAILED)
+                made.append(Event(kind, result.step, result.error))
+            made += [Event(pb.EVENT_KIND_ANSWER, message=line + "\n") for line in unsent]
+            if routed is not None:
+                made.append(Event(pb.EVENT_KIND_STEP_PLANNED, routed.call.step, routed.call.intent))
+            if finish is not None:
+                made.append(Event(pb.EVENT_KIND_FINISHED, message=finish.answer))
+            return made
+
+        await self.store.update(run_id, mutate, announce)
+
+    async def _record(self, run_id: str) -> pb.Run | None:
+        try:
+            return await self.store.get(run_id)
+        except NotFound:
+            log.warning("run %s has no record (forgotten, or never created); its message is dropped", run_id)
+            return None
 
     async def _remember(self, state: RunState, finish: Finish) -> None:
         """Add the finished turn to its session's memory, folding old turns into the summary."""
@@ -266,7 +402,15 @@ class PlannerWorker:
             return
         history = await self._session(state.session_id)
         history.remember(turn_memory(state, finish), self.session_tokens)
-        await self.redis.set(keys.session_key(state.session_id), history.to_json(), ex=keys.RUN_TTL_SECONDS)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.session_key(state.session_id), history.to_json(), ex=keys.RUN_TTL_SECONDS)
+        pipe.zadd(keys.SESSIONS_INDEX, {state.session_id: runs.now_ms()})
+        await pipe.execute()
+        # As many sessions are kept as runs: the least recently used go first.
+        excess = int(await self.redis.zcard(keys.SESSIONS_INDEX)) - self.sessions_kept
+        if excess > 0:
+            oldest: Any = await self.redis.zpopmin(keys.SESSIONS_INDEX, excess)
+            await self.redis.delete(*(keys.session_key(raw.decode()) for raw, _ in oldest))
 
     async def _session(self, session_id: str) -> SessionMemory:
         if not session_id:
@@ -277,13 +421,6 @@ class PlannerWorker:
             log.warning("session %s has an unreadable memory; starting it afresh: %s", session_id, exc)
             return SessionMemory()
 
-    async def _save(self, run_id: str, state: RunState) -> None:
-        await self.redis.set(keys.planner_state_key(run_id), json.dumps(state.to_dict()), ex=keys.RUN_TTL_SECONDS)
-
-    async def _load(self, run_id: str) -> RunState | None:
-        raw = await self.redis.get(keys.planner_state_key(run_id))
-        return RunState.from_dict(json.loads(raw)) if raw else None
-
     def workers(self, consumer: str) -> list[StreamWorker]:
         return [
             StreamWorker(
@@ -292,7 +429,7 @@ class PlannerWorker:
                 group=keys.GROUP_PLANNER,
                 consumer=consumer,
                 handler=self.on_turn,
-                on_failure=fail_run("planner"),
+                on_failure=self.give_up,
             ),
             StreamWorker(
                 self.redis,
@@ -300,7 +437,7 @@ class PlannerWorker:
                 group=keys.GROUP_PLANNER,
                 consumer=consumer,
                 handler=self.on_result,
-                on_failure=fail_run("planner"),
+                on_failure=self.give_up,
             ),
         ]
 

@@ -7,11 +7,8 @@ import asyncio
 from services.router.app import ToolRouter
 from services.router.server import RouterServicer
 from services.router.settings import RouterSettings
-from switchboard import keys
-from switchboard.failures import fail_step
 from switchboard.llm import LocalModel
 from switchboard.service import ServiceRuntime
-from switchboard.streams import StreamWorker
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 
@@ -25,16 +22,6 @@ async def main(settings: RouterSettings) -> None:
     router = ToolRouter(model, settings.router_fusion, settings.router_model_choice, settings.router_span_copy)
     await runtime.serve(
         lambda server: pb_grpc.add_RouterServicer_to_server(RouterServicer(router), server),
-        workers=[
-            StreamWorker(
-                runtime.redis,
-                stream=keys.RANKED,
-                group=keys.GROUP_ROUTER,
-                consumer=runtime.instance,
-                handler=router.on_ranked,
-                on_failure=fail_step("router"),
-            )
-        ],
     )
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from services.router import core
-from switchboard import keys
-from switchboard.envelope import Envelope, step_key
 from switchboard.reading import read_step
-from switchboard.streams import Emit, emit
 from switchboard.telemetry import STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
 
@@ -98,6 +96,7 @@ class ToolRouter:
                 self.span_copy,
             )
 
+        start = time.perf_counter()
         decision = await asyncio.to_thread(decide)
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(
@@ -111,23 +110,5 @@ class ToolRouter:
             confidence=decision.confidence,
             candidates=list(candidates),
             missing=list(decision.missing),
+            compute_ms=(time.perf_counter() - start) * 1000,
         )
-
-    async def on_ranked(self, envelope: Envelope) -> Sequence[Emit]:
-        step = pb.Step.FromString(envelope.body)
-        call = await self.route(step.intent, step.candidates, step.context, step.inputs_json, step.reading_json)
-        call.run_id = step.run_id
-        call.step = step.number
-        call.dry_run = step.dry_run
-        call.change_intent = step.change_intent
-        call.held = step.held
-        call.hops.extend([*step.hops, keys.RANKED])
-        return [
-            emit(
-                keys.PROPOSED,
-                step.run_id,
-                step.number,
-                step_key(step.run_id, step.number, STAGE),
-                call.SerializeToString(),
-            )
-        ]

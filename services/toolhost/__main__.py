@@ -30,6 +30,7 @@ async def main(settings: ToolHostSettings) -> None:
     }
     servers = [McpServer(name, module, server_env) for name, module in SERVER_MODULES.items()]
     host = ToolHost(
+        runtime.redis,
         servers,
         read_or_create_secret(settings.secret_path),
         settings.call_timeout_seconds,
@@ -49,6 +50,7 @@ async def main(settings: ToolHostSettings) -> None:
                 consumer=runtime.instance,
                 handler=worker.on_approved,
                 on_failure=fail_step("tool host"),
+                on_duplicate=worker.on_duplicate,
             ),
             StreamWorker(
                 runtime.redis,

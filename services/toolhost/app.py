@@ -1,8 +1,11 @@
 """The tool host's work: the catalogue of every server's tools, and running approved calls.
 
-A call that needs confirmation runs only with the gateway's signature over exactly that call, so no
-other stage (and no text inside a tool result) can make a change the person did not allow. Running a
-call from the stream is guarded so that a redelivered message never runs a tool twice.
+Every call, from the stream or over gRPC, runs only with the gateway's approval of exactly that call
+(`switchboard.approvals`), and only once: the approval's nonce is consumed atomically before the tool
+runs, and a call that changes things needs an approval a person gave. So no other stage, no text inside
+a tool result and no process replaying an old message can make a change the person did not allow.
+Every refusal is audited with its reason. Running a call from the stream is guarded besides, so that a
+redelivered message reports its first outcome instead of running again.
 """
 
 from __future__ import annotations
@@ -24,22 +27,21 @@ from services.toolhost.mcp_pool import McpServer, ToolCallFailed
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers.kit import Trash
 from switchboard import keys
+from switchboard.approvals import UNDO, ApprovalRefused, Refusal, consume, refusal
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import SwitchboardError, UpstreamUnavailable
-from switchboard.secrets import verify_call
-from switchboard.streams import Emit, emit
-from switchboard.telemetry import STEP_OUTCOMES, timed
+from switchboard.streams import Emit, Forget, emit
+from switchboard.telemetry import APPROVAL_REFUSALS, FAILURE_MODES, STEP_OUTCOMES, failure_mode, timed
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 STAGE = "toolhost"
-# The tool name an undo approval is signed for.
-UNDO = "undo"
 
 
 class ToolHost:
     def __init__(
         self,
+        redis: aioredis.Redis,
         servers: Sequence[McpServer],
         approval_key: str,
         call_timeout: float,
@@ -47,6 +49,7 @@ class ToolHost:
         sandbox: Sandbox,
         trash: Trash,
     ) -> None:
+        self.redis = redis
         self.servers = {server.name: server for server in servers}
         self.approval_key = approval_key
         self.call_timeout = call_timeout
@@ -82,16 +85,23 @@ class ToolHost:
         ]
 
     async def call(
-        self, tool: str, arguments_json: str, run_id: str, step: int, approval: str, session_id: str = ""
+        self,
+        tool: str,
+        arguments_json: str,
+        run_id: str,
+        step: int,
+        approval: pb.Approval,
+        session_id: str = "",
+        message_key: str | None = None,
     ) -> pb.StepResult:
         """Run one call, audited, and report what happened.
 
-        Failures become a FAILED result whose error says how to correct the call.
+        Failures become a FAILED result whose error says how to correct the call; a call whose approval
+        is refused never reaches its tool.
         """
         result = pb.StepResult(
             run_id=run_id, step=step, tool=tool, arguments_json=arguments_json, session_id=session_id
         )
-        start = time.perf_counter()
         confirmation = audit_log.NOT_REQUIRED
         row: int | None = None
         before: dict[str, str] = {}
@@ -101,27 +111,39 @@ class ToolHost:
             spec = core.resolve_tool(tool, self.tools())
             result.tool = spec.name
             arguments = core.parse_arguments(arguments_json)
-            if spec.confirmation_required or spec.destructive:
-                if not verify_call(self.approval_key, approval, run_id, step, tool, arguments_json):
-                    confirmation = "missing"
-                    raise core.MissingApproval(f"{spec.name} changes things and needs a person's confirmation first")
-                confirmation = audit_log.CONFIRMED
+            changes = spec.confirmation_required or spec.destructive
+            confirmation = audit_log.CONFIRMED if changes else audit_log.NOT_REQUIRED
             missing = core.missing_required(spec, arguments)
             if missing:
                 params = ", ".join(spec.input_schema.get("properties", {}))
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
+            await self._honour(approval, run_id, step, tool, arguments_json, changes, message_key)
             before = await asyncio.to_thread(audit_log.hash_files, core.path_arguments(arguments), self.sandbox)
             row = self._audit_start(result, confirmation)
-            with timed(STAGE):
-                content = await self.servers[spec.server].call(spec.short_name, arguments, self.call_timeout)
+            start = time.perf_counter()
+            try:
+                with timed(STAGE):
+                    content = await self.servers[spec.server].call(spec.short_name, arguments, self.call_timeout)
+            finally:
+                result.duration_ms = (time.perf_counter() - start) * 1000
             result.status = pb.STEP_STATUS_SUCCEEDED
             result.content_json = json.dumps(content, default=str)
             touched = [*core.path_arguments(arguments), *core.path_arguments(content)]
             after = await asyncio.to_thread(audit_log.hash_files, touched, self.sandbox)
-        except (SwitchboardError, ToolCallFailed) as exc:
+        except ApprovalRefused as exc:
+            confirmation = f"refused_{exc.reason.value}"
+            result.status = pb.STEP_STATUS_FAILED
+            result.failure = pb.FAILURE_MODE_APPROVAL_REFUSED
+            result.error = f"not run: {exc}"
+        except ToolCallFailed as exc:
+            result.status = pb.STEP_STATUS_FAILED
+            result.failure = pb.FAILURE_MODE_TOOL_ERROR
+            result.error = str(exc)
+            if exc.correction is not None:
+                result.correction.CopyFrom(exc.correction)
+        except SwitchboardError as exc:  # an unknown tool, arguments that are no JSON object, a missing one
             result.status = pb.STEP_STATUS_FAILED
             result.error = str(exc)
-        result.duration_ms = (time.perf_counter() - start) * 1000
         if row is None:  # refused before it could run: the log still shows it was asked for
             row = self._audit_start(result, confirmation)
         self._audit_finish(row, result, before, after, content)
@@ -129,6 +151,52 @@ class ToolHost:
             stage=STAGE, outcome=pb.StepStatus.Name(result.status).removeprefix("STEP_STATUS_").lower()
         ).inc()
         return result
+
+    async def _honour(
+        self,
+        approval: pb.Approval,
+        run_id: str,
+        step: int,
+        tool: str,
+        arguments_json: str,
+        changes: bool,
+        message_key: str | None = None,
+    ) -> None:
+        """Check `approval` for this call and use it up; `ApprovalRefused` saying why it cannot be."""
+        why = refusal(
+            self.approval_key,
+            approval,
+            run_id=run_id,
+            step=step,
+            tool=tool,
+            arguments_json=arguments_json,
+            changes=changes,
+        )
+        if why is None:
+            why = await consume(self.redis, approval, message_key)
+        if why is not None:
+            self._count_refusal(why, tool, run_id, step)
+            raise ApprovalRefused(why)
+
+    def _count_refusal(self, why: Refusal, tool: str, run_id: str, step: int) -> None:
+        APPROVAL_REFUSALS.labels(reason=why.value).inc()
+        FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_APPROVAL_REFUSED)).inc()
+        log.warning("refused %s for run %s step %s: approval %s", tool, run_id, step, why.value)
+
+    def refuse_replayed_message(self, call: pb.ToolCall) -> None:
+        """Audit a copy of an approved call's message that arrived after the call was done: the stream
+        skips it (the message is already handled), and the log shows the attempt."""
+        self._count_refusal(Refusal.REPLAYED, call.tool, call.run_id, call.step)
+        row = self.audit.begin(
+            kind="call",
+            tool=call.tool,
+            arguments_json=call.arguments_json,
+            confirmation=f"refused_{Refusal.REPLAYED.value}",
+            run_id=call.run_id,
+            step=call.step,
+            session_id=call.session_id,
+        )
+        self.audit.finish(row, outcome="failed", duration_ms=0.0, error=f"not run: {ApprovalRefused(Refusal.REPLAYED)}")
 
     def _audit_start(self, result: pb.StepResult, confirmation: str) -> int:
         return self.audit.begin(
@@ -159,10 +227,22 @@ class ToolHost:
             undo=undo,
         )
 
-    async def undo(self, run_id: str, step: int, approval: str, session_id: str = "") -> list[str]:
+    async def undo(self, run_id: str, step: int, approval: pb.Approval, session_id: str = "") -> list[str]:
         """Undo what step `step` of run `run_id` changed, if it recorded how; audited like a call."""
-        if not verify_call(self.approval_key, approval, run_id, step, UNDO, ""):
-            raise core.MissingApproval("an undo needs the gateway's approval; ask for it with `sb undo RUN STEP`")
+        try:
+            await self._honour(approval, run_id, step, UNDO, "", changes=True)
+        except ApprovalRefused as exc:
+            row = self.audit.begin(
+                kind="undo",
+                tool=UNDO,
+                arguments_json="{}",
+                confirmation=f"refused_{exc.reason.value}",
+                run_id=run_id,
+                step=step,
+                session_id=session_id,
+            )
+            self.audit.finish(row, outcome="failed", duration_ms=0.0, error=f"not run: {exc}")
+            raise core.MissingApproval(f"the undo was not run: {exc}; ask for it with `sb undo RUN STEP`") from exc
         call = self.audit.undoable(run_id, step)
         if call is None:
             raise core.InvalidRequest(f"step {step} of run {run_id} made no recorded change that can be undone")
@@ -198,18 +278,27 @@ class ApprovedCallWorker:
         self.redis = redis
         self.host = host
 
-    async def on_approved(self, envelope: Envelope) -> Sequence[Emit]:
+    async def on_approved(self, envelope: Envelope) -> Sequence[Emit | Forget]:
         call = pb.ToolCall.FromString(envelope.body)
-        claim = keys.claim_key(keys.GROUP_TOOLHOST, envelope.idempotency_key)
-        stored = keys.outcome_key(keys.GROUP_TOOLHOST, envelope.idempotency_key)
-        raw = await self.redis.get(stored)
+        calls = keys.calls_key(envelope.run_id)
+        claim, stored = f"claim:{envelope.idempotency_key}", f"outcome:{envelope.idempotency_key}"
+        raw = await self.redis.hget(calls, stored)
         if raw is not None:
             result = pb.StepResult.FromString(raw)
-        elif await self.redis.set(claim, b"1", nx=True, ex=keys.DONE_TTL_SECONDS):
+        elif await self.redis.hsetnx(calls, claim, b"1"):
+            await self.redis.expire(calls, keys.RUN_TTL_SECONDS)
+            # On the stream, the approval must also name the message that carries it.
             result = await self.host.call(
-                call.tool, call.arguments_json, call.run_id, call.step, call.approval, call.session_id
+                call.tool,
+                call.arguments_json,
+                call.run_id,
+                call.step,
+                call.approval,
+                call.session_id,
+                message_key=envelope.idempotency_key,
             )
-            await self.redis.set(stored, result.SerializeToString(), ex=keys.DONE_TTL_SECONDS)
+            # Kept only until the result is published (the commit below forgets it).
+            await self.redis.hset(calls, stored, result.SerializeToString())
         else:
             # An earlier attempt started this call and died before recording its outcome. Running it
             # again could apply its effect twice, so report it instead.
@@ -220,6 +309,7 @@ class ApprovedCallWorker:
                 tool=call.tool,
                 arguments_json=call.arguments_json,
                 status=pb.STEP_STATUS_FAILED,
+                failure=pb.FAILURE_MODE_INTERRUPTED,
                 error="the tool host stopped while this call ran; it was not repeated: check its effect, then retry",
             )
         del result.hops[:]
@@ -231,8 +321,13 @@ class ApprovedCallWorker:
                 call.step,
                 step_key(call.run_id, call.step, STAGE),
                 result.SerializeToString(),
-            )
+            ),
+            Forget(calls, stored),
         ]
+
+    async def on_duplicate(self, envelope: Envelope) -> None:
+        """A second copy of an approved call whose first copy was handled: audited as a replay."""
+        self.host.refuse_replayed_message(pb.ToolCall.FromString(envelope.body))
 
     async def on_result(self, envelope: Envelope) -> Sequence[Emit]:
         """Audit a person's rejection, which settles a step without the call ever reaching the tool host."""

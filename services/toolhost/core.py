@@ -1,8 +1,9 @@
 """The tool host's pure logic: tool names, flags read from MCP tool definitions, call errors.
 
-Tools are named `server.tool` (e.g. `filesystem.list_dir`). Each MCP server declares, in a tool's
-`_meta`, whether the tool needs a person's confirmation and whether it can be undone; MCP's own
-`destructiveHint` says whether it is destructive.
+Tools are named `server.tool` (e.g. `filesystem.list_dir`). Each of the tool host's MCP servers
+declares, in a tool's `_meta`, whether the tool needs a person's confirmation, whether it can be undone
+and whether it is destructive; the same declaration gives its MCP annotations (`kit.Effects`). For a
+tool without those flags, the annotations decide.
 """
 
 from __future__ import annotations
@@ -66,18 +67,33 @@ def spec_from_mcp(
     schema: dict[str, Any],
     meta: dict[str, Any] | None,
     destructive_hint: bool | None,
+    *,
+    read_only_hint: bool | None = None,
 ) -> ToolSpec:
-    """A `ToolSpec` from an MCP tool definition. A tool that does not say is treated as needing confirmation."""
+    """A `ToolSpec` from an MCP tool definition: Switchboard's flags from its `_meta`, else its annotations.
+
+    Without the flags, a tool whose readOnlyHint is true runs without confirmation and is not
+    destructive; any other tool needs confirmation, and is destructive unless its destructiveHint is
+    false (a hint left out means what MCP says it means: not read-only, destructive). So a tool that
+    says nothing is treated with the most care. Only a `_meta` flag says a tool can be undone.
+    """
     meta = meta or {}
+    reads = read_only_hint is True
     return ToolSpec(
         name=f"{server}.{name}",
         server=server,
         description=description,
         input_schema=schema,
-        confirmation_required=bool(meta.get(META_CONFIRMATION_REQUIRED, True)),
-        undo_supported=bool(meta.get(META_UNDO_SUPPORTED, False)),
-        destructive=bool(meta.get(META_DESTRUCTIVE, destructive_hint or False)),
+        confirmation_required=_flag(meta, META_CONFIRMATION_REQUIRED, not reads),
+        undo_supported=_flag(meta, META_UNDO_SUPPORTED, False),
+        destructive=_flag(meta, META_DESTRUCTIVE, not reads and destructive_hint is not False),
     )
+
+
+def _flag(meta: dict[str, Any], key: str, otherwise: bool) -> bool:
+    """A boolean flag of `meta`; `otherwise` when it is missing or not a boolean."""
+    value = meta.get(key)
+    return value if isinstance(value, bool) else otherwise
 
 
 # Names models and people use for tools, mapped to the real short names (FM-8 in the study: models

@@ -3,11 +3,17 @@
 Each server runs in a supervising task that owns its client session (the SDK's context managers must
 be entered and left in one task). A server that exits is started again after a backoff that doubles
 up to a minute; calls made while it is down fail with a clear error instead of hanging.
+
+A tool's failure arrives as `ToolCallFailed`: its text is the tool's message, and its `correction` the
+structured correction the tool gave with it, if any. A server puts that in the error result's `_meta`
+under `META_CORRECTION`, as an object with the string fields of `switchboard.v1.Correction`
+(`kit.Correction.wire` writes it; `correction_from_meta` reads it back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -16,11 +22,13 @@ from typing import Any
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, Tool
 
 from services.toolhost.core import ToolSpec, spec_from_mcp
+from services.toolhost.servers import META_CORRECTION
 from switchboard.errors import UpstreamUnavailable
 from switchboard.settings import PROJECT_ROOT
+from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,59 @@ PING_EVERY_SECONDS = 2.0
 PING_TIMEOUT_SECONDS = 10.0
 
 
+CORRECTION_FIELDS = ("parameter", "problem", "suggested_value_json", "suggested_tool")
+
+
 class ToolCallFailed(Exception):
-    """The tool ran and reported an error (its message says how to correct the call)."""
+    """The tool ran and reported an error. The message is the tool's own, saying how to correct the call;
+    `correction` says the same as data when the tool gave one (else None)."""
+
+    def __init__(self, message: str, correction: pb.Correction | None = None) -> None:
+        super().__init__(message)
+        self.correction = correction
+
+
+class MalformedCorrection(ValueError):
+    """A tool's failure carried something under `META_CORRECTION` that is not a correction."""
+
+
+def correction_from_meta(meta: dict[str, Any] | None) -> pb.Correction | None:
+    """The correction in a failed call's result `_meta`, or None if there is none (or it is all empty).
+
+    Raises `MalformedCorrection` when the key holds anything but an object of strings whose
+    `suggested_value_json`, if set, is JSON.
+    """
+    raw = (meta or {}).get(META_CORRECTION)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(key, ""), str) for key in CORRECTION_FIELDS):
+        raise MalformedCorrection(f"a correction must be an object with the strings {CORRECTION_FIELDS}: {raw!r}")
+    correction = pb.Correction(**{key: raw.get(key, "") for key in CORRECTION_FIELDS})
+    if correction.suggested_value_json:
+        try:
+            json.loads(correction.suggested_value_json)
+        except json.JSONDecodeError as exc:
+            raise MalformedCorrection(f"a correction's suggested value is not JSON: {raw!r}") from exc
+    return correction if any(raw.get(key) for key in CORRECTION_FIELDS) else None
+
+
+def spec_from_listed(server: str, tool: Tool) -> ToolSpec:
+    """The `ToolSpec` of a tool as `tools/list` gives it: its `_meta` flags, and its annotations for
+    a tool without them."""
+    hints = tool.annotations
+    return spec_from_mcp(
+        server,
+        tool.name,
+        tool.description or "",
+        dict(tool.input_schema or {}),
+        dict(tool.meta) if tool.meta else None,
+        hints.destructive_hint if hints else None,
+        read_only_hint=hints.read_only_hint if hints else None,
+    )
+
+
+# Settings of the tool host's own that its MCP servers are not given.
+WITHHELD_FROM_SERVERS = frozenset({"SWITCHBOARD_REDIS_URL", "SWITCHBOARD_TOKEN"})
 
 
 class McpServer:
@@ -46,7 +105,9 @@ class McpServer:
         self.restarts = 0
 
     def parameters(self) -> StdioServerParameters:
-        env = {**os.environ, **self.env, "PYTHONPATH": str(PROJECT_ROOT)}
+        # A tool server has no business with Redis: its address (and any password in it) is withheld.
+        inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD_FROM_SERVERS}
+        env = {**inherited, **self.env, "PYTHONPATH": str(PROJECT_ROOT)}
         return StdioServerParameters(command=sys.executable, args=["-m", self.module], env=env, cwd=str(PROJECT_ROOT))
 
     async def supervise(self, stop: asyncio.Event) -> None:
@@ -95,20 +156,7 @@ class McpServer:
 
     async def _list(self, session: ClientSession) -> list[ToolSpec]:
         listed = await session.list_tools()
-        specs = []
-        for tool in listed.tools:
-            annotations = tool.annotations
-            specs.append(
-                spec_from_mcp(
-                    self.name,
-                    tool.name,
-                    tool.description or "",
-                    dict(tool.input_schema or {}),
-                    dict(tool.meta) if tool.meta else None,
-                    getattr(annotations, "destructiveHint", None) if annotations else None,
-                )
-            )
-        return specs
+        return [spec_from_listed(self.name, tool) for tool in listed.tools]
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:
         """Call `tool` (its unprefixed name); returns the structured result or raises `ToolCallFailed`."""
@@ -123,7 +171,13 @@ class McpServer:
             raise ToolCallFailed(f"{self.name}.{tool} asked for input mid-call, which the tool host does not support")
         text = "\n".join(getattr(block, "text", "") for block in result.content).strip()
         if result.is_error:
-            raise ToolCallFailed(text or f"{self.name}.{tool} failed without saying why")
+            try:
+                correction = correction_from_meta(result.meta)
+            except MalformedCorrection as exc:
+                # The failure itself still reaches the caller; only the server's broken correction is dropped.
+                log.error("MCP server %s sent a malformed correction for %s: %s", self.name, tool, exc)
+                correction = None
+            raise ToolCallFailed(text or f"{self.name}.{tool} failed without saying why", correction)
         if result.structured_content is not None:
             return result.structured_content
         return {"text": text}

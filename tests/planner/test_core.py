@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from services.planner.answer import compose, settled_lines
 from services.planner.context import SessionMemory, TurnMemory
 from services.planner.core import (
@@ -89,7 +91,9 @@ def test_a_failed_step_is_retried_once_with_the_correction_then_the_run_fails() 
     state = run_of("read ~/notes/todo.md")
     first = step(state)
     error = "'~/notes/todo.md' does not exist. Did you mean '~/notes/todo.txt'?"
-    record(state, StepOutcome(1, "filesystem.read_file", StepState.FAILED, {"path": "~/notes/todo.md"}, None, error))
+    correction = {"parameter": "path", "problem": "does not exist", "suggested_value": "~/notes/todo.txt"}
+    failed = StepOutcome(1, "filesystem.read_file", StepState.FAILED, {"path": "~/notes/todo.md"}, None, error)
+    record(state, replace(failed, failure="tool_error", correction=correction))
     retry = step(state)
     assert retry.attempt == 2 and retry.plan_number == first.plan_number
     assert retry.intent == "read ~/notes/todo.txt"
@@ -105,15 +109,28 @@ def test_an_argument_the_tool_host_asks_for_is_added_on_retry() -> None:
     state = run_of("write hi to ~/new/a.txt")
     step(state)
     error = "Folder ~/new does not exist. Call again with create_dirs true."
-    record(state, StepOutcome(1, WRITE, StepState.FAILED, {"path": "~/new/a.txt", "content": "hi"}, None, error))
+    correction = {"parameter": "create_dirs", "problem": "the folder does not exist", "suggested_value": True}
+    failed = StepOutcome(1, WRITE, StepState.FAILED, {"path": "~/new/a.txt", "content": "hi"}, None, error)
+    record(state, replace(failed, correction=correction))
     assert step(state).inputs["arguments"] == {"path": "~/new/a.txt", "content": "hi", "create_dirs": True}
+
+
+def test_a_failure_without_a_structured_correction_is_retried_on_its_words_alone() -> None:
+    state = run_of("read ~/a.txt")
+    step(state)
+    # The same words as a correction, but nothing structured: no value is guessed from the prose.
+    error = "'~/a.txt' does not exist. Did you mean '~/b.txt'?"
+    record(state, StepOutcome(1, "filesystem.read_file", StepState.FAILED, {"path": "~/a.txt"}, None, error))
+    retry = step(state)
+    assert retry.intent == "read ~/a.txt" and "paths" not in retry.inputs and error in retry.context
 
 
 def test_an_intercepted_repeat_is_not_retried() -> None:
     state = run_of("read ~/a.txt")
     step(state)
     repeated = "repeated call: step 1 already called filesystem.read_file with the same arguments"
-    record(state, StepOutcome(1, "filesystem.read_file", StepState.FAILED, {"path": "~/a.txt"}, None, repeated))
+    failed = StepOutcome(1, "filesystem.read_file", StepState.FAILED, {"path": "~/a.txt"}, None, repeated)
+    record(state, replace(failed, failure="repeated_call"))
     assert done(state).outcome is RunOutcome.FAILED
 
 

@@ -1,5 +1,9 @@
-"""The planner's stream work against a real Redis: steps out one at a time, sessions kept, answers
-streamed, redeliveries harmless."""
+"""The planner's orchestration against a real Redis: steps routed and proposed one at a time, the run's
+one record written with its events, sessions kept, answers streamed, redeliveries harmless.
+
+The filter and the router are stood in for by `Routing` below, which records what it was asked and
+proposes the first tool of the step's server: these tests are about the order of the work, not the
+choice of tool (the stack tests run the real services)."""
 
 from __future__ import annotations
 
@@ -10,11 +14,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.planner.worker import Catalogue, PlannerWorker, Planning
-from switchboard import keys
+from switchboard import keys, runs
 from switchboard.envelope import Envelope
-from switchboard.events import ANSWER
 from switchboard.paths import PathPolicy
 from switchboard.rpc import UNKNOWN_TOOL_RETRY_SECONDS
+from switchboard.runs import RunStore
 from switchboard.streams import Emit, emit
 from switchboard.v1 import switchboard_pb2 as pb
 
@@ -30,14 +34,32 @@ TOOLS = [
 ]
 
 
+class Routing:
+    """Stands in for the filter and the router: records each request, routes to a tool of the catalogue."""
+
+    def __init__(self) -> None:
+        self.requests: list[pb.RouteRequest] = []
+
+    async def route(self, request: pb.RouteRequest) -> tuple[pb.ToolCall, float]:
+        self.requests.append(request)
+        return pb.ToolCall(tool=TOOLS[0].name, arguments_json="{}", outcome=pb.ROUTE_OUTCOME_ROUTED), 1.0
+
+
 @pytest.fixture
-def worker(redis: aioredis.Redis, tmp_path: Path) -> PlannerWorker:
+def routing() -> Routing:
+    return Routing()
+
+
+@pytest.fixture
+def worker(redis: aioredis.Redis, tmp_path: Path, routing: Routing) -> PlannerWorker:
     catalogue = Catalogue()
     catalogue.load(TOOLS)
-    return PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), session_tokens=1500)
+    return PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), 1500, routing)
 
 
-def turn(run_id: str, text: str, session: str = "s1", dry_run: bool = False) -> Envelope:
+async def turn(redis: aioredis.Redis, run_id: str, text: str, session: str = "s1", dry_run: bool = False) -> Envelope:
+    """A turn, with the run's record made as the gateway makes it."""
+    await RunStore(redis, "gateway").create(runs.new_run(run_id, session, text, dry_run))
     body = pb.Turn(run_id=run_id, session_id=session, text=text, dry_run=dry_run).SerializeToString()
     return emit(keys.TURNS, run_id, 0, f"{run_id}:0:gateway", body).envelope
 
@@ -56,91 +78,107 @@ def result(
     return emit(keys.RESULTS, run_id, step, f"{run_id}:{step}:toolhost", body).envelope
 
 
-def only_step(out: list[Emit]) -> pb.Step:
+def only_call(out: list[Emit]) -> pb.ToolCall:
     [item] = out
-    assert item.stream == keys.STEPS
-    return pb.Step.FromString(item.envelope.body)
+    assert item.stream == keys.PROPOSED
+    return pb.ToolCall.FromString(item.envelope.body)
 
 
-def finished(out: list[Emit]) -> pb.RunFinished:
-    [item] = out
-    assert item.stream == keys.FINISHED
-    return pb.RunFinished.FromString(item.envelope.body)
+async def finished(redis: aioredis.Redis, out: list[Emit], run_id: str) -> pb.Run:
+    assert out == []  # the answer is written into the record, not sent on
+    run = await RunStore(redis, "test").get(run_id)
+    assert run.status in runs.FINAL_STATUSES
+    return run
+
+
+async def events(redis: aioredis.Redis, run_id: str) -> list[pb.RunEvent]:
+    entries = await redis.xrange(keys.run_events_key(run_id))
+    return [pb.RunEvent.FromString(fields[b"event"]) for _, fields in entries]
 
 
 async def answer_events(redis: aioredis.Redis, run_id: str) -> str:
-    entries = await redis.xrange(keys.run_events_key(run_id))
-    events = [pb.RunEvent.FromString(fields[b"event"]) for _, fields in entries]
-    return "".join(e.message for e in events if e.kind == ANSWER)
+    return "".join(e.message for e in await events(redis, run_id) if e.kind == pb.EVENT_KIND_ANSWER)
 
 
 async def test_a_compound_request_goes_out_one_step_at_a_time_and_answers(
-    worker: PlannerWorker, redis: aioredis.Redis, tmp_path: Path
+    worker: PlannerWorker, routing: Routing, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     text = f"Find the PDFs in {tmp_path}, extract the text of each, and save a summary to notes.md"
-    first = only_step(list(await worker.on_turn(turn("r1", text))))
-    assert first.number == 1 and first.intent == f"Find the PDFs in {tmp_path}"
+    first = only_call(list(await worker.on_turn(await turn(redis, "r1", text))))
+    assert first.step == 1 and first.intent == f"Find the PDFs in {tmp_path}"
+    assert list(first.hops) == [keys.HOP_RANK, keys.HOP_ROUTE]
     found = {
         "matches": [{"name": "a.pdf", "path": f"{tmp_path}/a.pdf"}, {"name": "b.pdf", "path": f"{tmp_path}/b.pdf"}]
     }
-    second = only_step(
-        list(await worker.on_result(result("r1", 1, "filesystem.search_files", found, path=str(tmp_path))))
-    )
-    assert json.loads(second.inputs_json)["paths"][0] == f"{tmp_path}/a.pdf"
-    # A redelivered result changes nothing: the same step again, under the same key.
-    again = list(await worker.on_result(result("r1", 1, "filesystem.search_files", found, path=str(tmp_path))))
-    assert only_step(again).number == 2 and again[0].envelope.idempotency_key == "r1:2:planner"
-    third = only_step(
+    searched = result("r1", 1, "filesystem.search_files", found, path=str(tmp_path))
+    second = only_call(list(await worker.on_result(searched)))
+    assert json.loads(routing.requests[-1].inputs_json)["paths"][0] == f"{tmp_path}/a.pdf"
+    # A result handled again sends the same proposal, under the same key, and appends no event twice.
+    before = await events(redis, "r1")
+    again = list(await worker.on_result(searched))
+    assert only_call(again).step == second.step == 2 and again[0].envelope.idempotency_key == "r1:2:planner"
+    assert await events(redis, "r1") == before
+    third = only_call(
         list(await worker.on_result(result("r1", 2, "document.extract_text", {"text": "Alpha text."}, path="a")))
     )
-    save = only_step(
+    save = only_call(
         list(await worker.on_result(result("r1", 3, "document.extract_text", {"text": "Beta."}, path="b")))
     )
-    assert third.number == 3 and save.number == 4
-    inputs = json.loads(save.inputs_json)
+    assert third.step == 3 and save.step == 4
+    inputs = json.loads(routing.requests[-1].inputs_json)
     assert "Alpha text." in inputs["text"] and "Beta." in inputs["text"] and inputs["base_dir"] == str(tmp_path)
     written = {"success": True, "path": f"{tmp_path}/notes.md", "undo": [{"kind": "trash"}]}
-    end = finished(list(await worker.on_result(result("r1", 4, "filesystem.write_file", written, path="notes.md"))))
+    out = list(await worker.on_result(result("r1", 4, "filesystem.write_file", written, path="notes.md")))
+    end = await finished(redis, out, "r1")
     assert end.status == pb.RUN_STATUS_ANSWERED and "Done: 4 of 4 steps ran." in end.answer
     streamed = await answer_events(redis, "r1")
     assert streamed == end.answer + "\n"  # every line went out once, in order
+    # One record: the steps hold the results, which the planner's state does not repeat.
+    assert [s.status for s in end.steps] == [pb.STEP_STATUS_SUCCEEDED] * 4
+    assert json.loads(end.steps[1].result_json) == {"text": "Alpha text."}
+    assert "Alpha text." not in json.dumps(json.loads(end.orchestration_json)["outcomes"])
     memory = json.loads(await redis.get(keys.session_key("s1")))
     assert memory["turns"][0]["subjects"][0] == f"{tmp_path}/notes.md"
 
 
 async def test_a_refused_request_ends_at_once_with_the_reason(worker: PlannerWorker, redis: aioredis.Redis) -> None:
-    end = finished(list(await worker.on_turn(turn("r2", "Show me the contents of /etc/shadow"))))
+    out = list(await worker.on_turn(await turn(redis, "r2", "Show me the contents of /etc/shadow")))
+    end = await finished(redis, out, "r2")
     assert end.status == pb.RUN_STATUS_REFUSED and "/etc/shadow" in end.answer
     assert "/etc/shadow" in await answer_events(redis, "r2")
 
 
 async def test_a_follow_up_turn_is_not_vague_once_the_session_has_history(
-    worker: PlannerWorker, tmp_path: Path
+    worker: PlannerWorker, routing: Routing, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     # Without history "that PDF" names nothing: the step is routed as a dry run, to show its tool, and
     # the run asks back instead of running it.
-    held = only_step(list(await worker.on_turn(turn("r3", "extract the text of that PDF", session="s3"))))
+    held = only_call(list(await worker.on_turn(await turn(redis, "r3", "extract the text of that PDF", session="s3"))))
     assert held.dry_run and held.held  # the gateway records it as a question, never as a call to run
     asked = result("r3", 1, "document.extract_text", None, pb.STEP_STATUS_NEEDS_CLARIFICATION)
-    vague = finished(list(await worker.on_result(asked)))
+    vague = await finished(redis, list(await worker.on_result(asked)), "r3")
     assert vague.status == pb.RUN_STATUS_NEEDS_CLARIFICATION
     assert "would call document.extract_text" in vague.answer and "nothing was run" in vague.answer
     listed = {"entries": [{"name": "r.pdf", "path": f"{tmp_path}/r.pdf"}]}
-    only_step(list(await worker.on_turn(turn("r4", f"List the files in {tmp_path}", session="s3"))))
-    finished(list(await worker.on_result(result("r4", 1, "filesystem.list_dir", listed, path=str(tmp_path)))))
-    follow = only_step(list(await worker.on_turn(turn("r5", "extract the text of that PDF", session="s3"))))
-    assert json.loads(follow.inputs_json)["paths"][0] == f"{tmp_path}/r.pdf"
+    only_call(list(await worker.on_turn(await turn(redis, "r4", f"List the files in {tmp_path}", session="s3"))))
+    out = list(await worker.on_result(result("r4", 1, "filesystem.list_dir", listed, path=str(tmp_path))))
+    await finished(redis, out, "r4")
+    only_call(list(await worker.on_turn(await turn(redis, "r5", "extract the text of that PDF", session="s3"))))
+    assert json.loads(routing.requests[-1].inputs_json)["paths"][0] == f"{tmp_path}/r.pdf"
 
 
-async def test_a_turn_that_only_gives_the_open_value_completes_the_step_before(worker: PlannerWorker) -> None:
-    only_step(list(await worker.on_turn(turn("r7", "add an event called Retro to my calendar", session="s7"))))
+async def test_a_turn_that_only_gives_the_open_value_completes_the_step_before(
+    worker: PlannerWorker, redis: aioredis.Redis
+) -> None:
+    text = "add an event called Retro to my calendar"
+    only_call(list(await worker.on_turn(await turn(redis, "r7", text, session="s7"))))
     open_step = result("r7", 1, "calendar.create_event", None, pb.STEP_STATUS_NEEDS_CLARIFICATION, title="Retro")
-    asked = finished(list(await worker.on_result(open_step)))
+    asked = await finished(redis, list(await worker.on_result(open_step)), "r7")
     assert asked.status == pb.RUN_STATUS_NEEDS_CLARIFICATION and "calendar.create_event" in asked.answer
-    given = only_step(list(await worker.on_turn(turn("r8", "tomorrow from 3pm to 4pm", session="s7"))))
+    given = only_call(list(await worker.on_turn(await turn(redis, "r8", "tomorrow from 3pm to 4pm", session="s7"))))
     assert given.intent == "add an event called Retro to my calendar tomorrow from 3pm to 4pm"
     # A new instruction is a new request, not values for the old one.
-    fresh = only_step(list(await worker.on_turn(turn("r9", "list my tasks", session="s7"))))
+    fresh = only_call(list(await worker.on_turn(await turn(redis, "r9", "list my tasks", session="s7"))))
     assert fresh.intent == "list my tasks"
 
 
@@ -154,9 +192,30 @@ async def test_a_catalogue_taken_while_the_tool_host_started_is_completed_when_a
     async def list_tools() -> list[pb.ToolInfo]:
         return list(TOOLS)
 
-    worker = PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), 1500, list_tools)
-    only_step(list(await worker.on_turn(turn("r6", f"Write 'hi' to {tmp_path}/a.txt", session="s6"))))
+    planning = Planning(catalogue, PathPolicy((tmp_path,), tmp_path))
+    worker = PlannerWorker(redis, planning, 1500, Routing(), list_tools)
+    only_call(list(await worker.on_turn(await turn(redis, "r6", f"Write 'hi' to {tmp_path}/a.txt", session="s6"))))
     written = {"success": True, "path": f"{tmp_path}/a.txt", "undo": [{"kind": "remove_created"}]}
-    end = finished(list(await worker.on_result(result("r6", 1, "filesystem.write_file", written, path="a.txt"))))
+    out = list(await worker.on_result(result("r6", 1, "filesystem.write_file", written, path="a.txt")))
+    end = await finished(redis, out, "r6")
     assert "filesystem.write_file" in catalogue.mutating
     assert "done (changed)" in end.answer
+
+
+async def test_a_turn_handled_again_proposes_its_step_again_without_a_second_write(
+    worker: PlannerWorker, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    envelope = await turn(redis, "r10", f"List the files in {tmp_path}")
+    first = only_call(list(await worker.on_turn(envelope)))
+    record = await RunStore(redis, "test").get("r10")
+    again = only_call(list(await worker.on_turn(envelope)))
+    assert (again.step, again.intent) == (first.step, first.intent)
+    assert await RunStore(redis, "test").get("r10") == record
+
+
+async def test_a_planner_that_gives_up_ends_the_run_as_failed(worker: PlannerWorker, redis: aioredis.Redis) -> None:
+    envelope = await turn(redis, "r11", "List my files")
+    assert await worker.give_up(envelope, RuntimeError("the router is down")) == []
+    end = await RunStore(redis, "test").get("r11")
+    assert end.status == pb.RUN_STATUS_FAILED and "the router is down" in end.answer
+    assert [e.kind for e in await events(redis, "r11")] == [pb.EVENT_KIND_FINISHED]

@@ -1,4 +1,4 @@
-"""The router's adapters: carried-over inputs decoded from a step or a request and passed to the core."""
+"""The router's adapters: carried-over inputs decoded from a request and passed to the core."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import pytest
 
 from services.router.app import ToolRouter, decode_inputs
 from services.router.server import RouterServicer
-from switchboard import keys
-from switchboard.envelope import Envelope
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -51,26 +49,17 @@ def test_malformed_inputs_are_logged_and_ignored(caplog: pytest.LogCaptureFixtur
     assert len(caplog.records) == 2
 
 
-def ranked_step(inputs_json: str) -> Envelope:
-    step = pb.Step(
-        run_id="run-1", number=2, intent="copy that to ~/Desktop", candidates=[COPY], inputs_json=inputs_json
-    )
-    return Envelope("run-1", 2, "run-1:2:filter", "", step.SerializeToString())
-
-
-async def test_a_ranked_step_routes_with_its_inputs() -> None:
+async def test_a_step_routes_with_its_inputs() -> None:
     router = ToolRouter(NoModel())
-    [emitted] = await router.on_ranked(ranked_step(json.dumps({"paths": ["/home/ana/a.pdf"]})))
-    call = pb.ToolCall.FromString(emitted.envelope.body)
-    assert emitted.stream == keys.PROPOSED
-    assert call.outcome == pb.ROUTE_OUTCOME_ROUTED
+    inputs = json.dumps({"paths": ["/home/ana/a.pdf"]})
+    call = await router.route("copy that to ~/Desktop", [COPY], inputs_json=inputs)
+    assert call.outcome == pb.ROUTE_OUTCOME_ROUTED and call.compute_ms > 0
     assert json.loads(call.arguments_json) == {"source": "/home/ana/a.pdf", "destination": "~/Desktop"}
 
 
 async def test_a_step_with_malformed_inputs_is_routed_on_its_words() -> None:
     router = ToolRouter(NoModel())
-    [emitted] = await router.on_ranked(ranked_step("{not json"))
-    call = pb.ToolCall.FromString(emitted.envelope.body)
+    call = await router.route("copy that to ~/Desktop", [COPY], inputs_json="{not json")
     assert call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION
     assert json.loads(call.arguments_json) == {"destination": "~/Desktop"}
     assert "source" in call.reason

@@ -1,6 +1,6 @@
 from switchboard import keys
 from switchboard.envelope import Envelope
-from switchboard.failures import fail_run, fail_step
+from switchboard.failures import fail_step
 from switchboard.v1 import switchboard_pb2 as pb
 
 ENVELOPE = Envelope("run7", 2, "run7:2:filter", "", b"")
@@ -12,10 +12,4 @@ async def test_fail_step_reports_a_failed_result_for_the_planner() -> None:
     result = pb.StepResult.FromString(out.envelope.body)
     assert (result.run_id, result.step, result.status) == ("run7", 2, pb.STEP_STATUS_FAILED)
     assert "router" in result.error and "model crashed" in result.error
-
-
-async def test_fail_run_ends_the_run_with_the_reason() -> None:
-    [out] = await fail_run("planner")(ENVELOPE, KeyError("plan"))
-    assert out.stream == keys.FINISHED
-    finished = pb.RunFinished.FromString(out.envelope.body)
-    assert finished.status == pb.RUN_STATUS_FAILED and "planner" in finished.answer
+    assert result.failure == pb.FAILURE_MODE_STAGE_GAVE_UP

@@ -30,7 +30,7 @@ async def test_output_is_published_and_input_acknowledged(redis: aioredis.Redis)
     out = await redis.xrange(OUT)
     assert [Envelope.from_fields(fields).body for _, fields in out] == [b"HELLO"]
     assert (await redis.xpending(IN, GROUP))["pending"] == 0
-    assert await redis.exists(keys.done_key(GROUP, "k1"))
+    assert await redis.hexists(keys.done_key("run1"), keys.done_field(GROUP, "k1"))
 
 
 async def test_redelivered_key_has_no_second_effect(redis: aioredis.Redis) -> None:
@@ -115,7 +115,7 @@ async def test_output_continues_the_input_trace(redis: aioredis.Redis) -> None:
 def test_redis_client_outlasts_every_blocking_read(redis_url: str) -> None:
     """Regression: the client's default socket timeout was shorter than the 5 s XREAD of run events,
     which then failed with a TimeoutError and cut watchers' event streams."""
-    from services.gateway.store import RunStore
+    from switchboard.runs import RunStore
     from switchboard.service import connect_redis
 
     client = connect_redis(redis_url)
@@ -123,3 +123,25 @@ def test_redis_client_outlasts_every_blocking_read(redis_url: str) -> None:
     events_block_ms = RunStore.events.__defaults__[0]  # type: ignore[index]
     worker_block_ms = StreamWorker.__init__.__kwdefaults__["block_ms"]  # type: ignore[index]
     assert timeout_ms > max(events_block_ms, worker_block_ms)
+
+
+async def test_only_what_every_group_acknowledged_is_trimmed(redis: aioredis.Redis) -> None:
+    from switchboard.streams import ensure_group, trim_acknowledged
+
+    stream = keys.RESULTS  # read by two groups: the planner and the tool host
+    for group in keys.STREAM_GROUPS[stream]:
+        await ensure_group(redis, stream, group)
+    await publish(redis, [Emit(stream, Envelope("run1", n, f"k{n}", "", b"x")) for n in range(5)])
+
+    async def nothing(_env: Envelope) -> list[Emit]:
+        return []
+
+    planner = StreamWorker(redis, stream=stream, group=keys.GROUP_PLANNER, consumer="p", handler=nothing)
+    await planner.run(burst=True)
+    assert await trim_acknowledged(redis, stream) == 0  # the tool host has read none of them yet
+    # The tool host reads three and acknowledges two.
+    await redis.xreadgroup(keys.GROUP_TOOLHOST, "t", {stream: ">"}, count=3)
+    ids = [entry_id for entry_id, _ in await redis.xrange(stream)]
+    await redis.xack(stream, keys.GROUP_TOOLHOST, ids[0], ids[1])
+    assert await trim_acknowledged(redis, stream) == 2
+    assert [entry_id for entry_id, _ in await redis.xrange(stream)] == ids[2:]

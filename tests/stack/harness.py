@@ -20,7 +20,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class Stack:
     """Five service processes on free ports, sharing one Redis and one state directory."""
 
-    def __init__(self, redis_url: str, state_dir: Path, allowed_roots: list[Path]) -> None:
+    def __init__(
+        self, redis_url: str, state_dir: Path, allowed_roots: list[Path], settings: dict[str, str] | None = None
+    ) -> None:
         self.redis_url = redis_url
         self.state_dir = state_dir
         self.http_port = free_port()
@@ -33,6 +35,7 @@ class Stack:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            **(settings or {}),
         }
         for name in SERVICE_NAMES:
             self.env[f"SWITCHBOARD_{name.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"
@@ -75,6 +78,16 @@ class Stack:
     def log_tail(self, name: str, lines: int = 40) -> str:
         text = (self.logs / f"{name}.log").read_text(errors="replace")
         return f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    def metric(self, service: str, name: str) -> float:
+        """The sum of a counter's samples on a service's Prometheus endpoint (0 when it has none yet)."""
+        port = self.env[f"SWITCHBOARD_{service.upper()}_METRICS_PORT"]
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")
+        )
 
     @property
     def token(self) -> str:

@@ -4,49 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from services.toolhost.audit import AuditLog
 from switchboard import keys
 from switchboard.settings import SERVICE_NAMES
-from tests.files import text_pdf
+from tests.stack.conftest import FILES
 from tests.stack.harness import Stack
 
 pytestmark = pytest.mark.stack
-
-FILES = ("alpha.txt", "budget-2026.xlsx", "notes.md")
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("workspace")
-    for name in FILES:
-        (root / name).write_text(f"contents of {name}\n")
-    (root / "drafts").mkdir()
-    papers = root / "papers"
-    papers.mkdir()
-    text_pdf(papers / "solar.pdf", "Solar panels turned 21 percent of the light into power in the field trial.")
-    text_pdf(papers / "wind.pdf", "The wind farm ran at 38 percent of its rated capacity over the winter.")
-    (papers / "readme.txt").write_text("not a pdf\n")
-    single = root / "single"
-    single.mkdir()
-    text_pdf(single / "report.pdf", "Quarterly report: revenue grew by nine percent.")
-    return root
-
-
-@pytest.fixture(scope="module")
-def stack(redis_url: str, workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    running = Stack(redis_url, tmp_path_factory.mktemp("state"), [workspace])
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
 
 
 def test_list_files_crosses_every_stream_and_answers_with_real_names(stack: Stack, workspace: Path) -> None:
@@ -61,7 +29,7 @@ def test_list_files_crosses_every_stream_and_answers_with_real_names(stack: Stac
     assert step["tool"] == "filesystem.list_dir"
     assert step["arguments"]["path"] == str(workspace)
     assert step["status"] == "succeeded"
-    assert step["hops"] == [keys.STEPS, keys.RANKED, keys.PROPOSED, keys.APPROVED, keys.RESULTS]
+    assert step["hops"] == [keys.HOP_RANK, keys.HOP_ROUTE, keys.PROPOSED, keys.APPROVED, keys.RESULTS]
 
 
 def test_status_shows_five_healthy_services_in_five_processes(stack: Stack) -> None:

@@ -2,7 +2,14 @@
 
 `assert_matches_contract` checks a server's `tools/list` against `../shared/tool-contract.yaml` (the
 tools marked `in_benchmark_surface`): the same tool names, parameter names, required parameters and
-confirmation/undo flags, with a description on every tool and parameter and structured output.
+confirmation flags, undo wherever the contract has it, a description on every tool and parameter and
+structured output.
+
+The contract's flags are the reference registry's. Where a tool here does more than the reference, the
+difference is deliberate and listed: `ASKS_FIRST_BEYOND_CONTRACT` (tools that change something of the
+person's, so a person confirms them, which the reference does not ask for); a tool here may also return
+undo actions where the reference could not undo (each such tool keeps the replaced file in the trash
+or can remove the file it created).
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTI
 from services.toolhost.settings import ToolHostSettings
 
 CONTRACT_PATH = Path(__file__).resolve().parents[3] / "shared" / "tool-contract.yaml"
+
+# Tools that need a person's confirmation here though the contract lets them run at once, and why.
+ASKS_FIRST_BEYOND_CONTRACT = {
+    "clipboard.set_clipboard": "replaces what the person had copied, which is gone afterwards",
+    "system.take_screenshot": "writes a new file of whatever is on the screen into the person's folder",
+}
 
 BuildServer = Callable[[ToolHostSettings], MCPServer]
 
@@ -80,8 +93,11 @@ async def assert_matches_contract(build: BuildServer, settings: ToolHostSettings
         assert tool.description and len(tool.description) > 40, f"{server}.{name}: description too short"
         assert tool.output_schema is not None, f"{server}.{name}: no structured output"
         meta = tool.meta or {}
-        assert meta.get(META_CONFIRMATION_REQUIRED) is spec["confirmation_required"], f"{server}.{name}: confirmation"
-        assert meta.get(META_UNDO_SUPPORTED) is spec["undo_supported"], f"{server}.{name}: undo flag"
+        confirmation = spec["confirmation_required"] or f"{server}.{name}" in ASKS_FIRST_BEYOND_CONTRACT
+        assert meta.get(META_CONFIRMATION_REQUIRED) is confirmation, f"{server}.{name}: confirmation"
+        assert isinstance(meta.get(META_UNDO_SUPPORTED), bool), f"{server}.{name}: undo flag"
+        if spec["undo_supported"]:
+            assert meta[META_UNDO_SUPPORTED] is True, f"{server}.{name}: the contract can undo it, this cannot"
         assert isinstance(meta.get(META_DESTRUCTIVE), bool), f"{server}.{name}: destructive flag"
         hints = tool.annotations
         assert hints is not None and None not in (hints.read_only_hint, hints.destructive_hint), f"{server}.{name}"

@@ -26,7 +26,7 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from services.toolhost.servers import document
+from services.toolhost.servers import META_UNDO_SUPPORTED, document
 from services.toolhost.servers.document import MAX_SPREADSHEET_ROWS, build_server
 from services.toolhost.settings import ToolHostSettings
 from tests.files import text_pdf
@@ -175,8 +175,9 @@ async def test_tools_list_matches_the_shared_contract(settings: ToolHostSettings
     for name, tool in tools.items():
         hints = tool.annotations
         assert hints is not None and hints.read_only_hint is (name in readers), name
-        # Writers may replace an existing output file (after keeping it in the trash).
-        assert hints.destructive_hint is (name not in readers), name
+        # Writers may replace an existing output file, but keep it in the trash and return its undo.
+        assert hints.destructive_hint is False, name
+        assert (tool.meta or {})[META_UNDO_SUPPORTED] is (name not in readers), name
     assert "ocr.extract_text_from_pdf" in (tools["extract_text"].description or "")
 
 

@@ -27,7 +27,7 @@ from tests.toolhost.mcp_helpers import stdio_parameters
 CONTRACT: dict[str, tuple[dict[str, Any], set[str], bool, bool, bool]] = {
     "list_dir": ({"path": None, "recursive": False, "filter": None}, {"path"}, False, False, False),
     "read_file": ({"path": None, "encoding": "utf-8"}, {"path"}, False, False, False),
-    "write_file": ({"path": None, "content": None, "encoding": "utf-8"}, {"path", "content"}, True, False, False),
+    "write_file": ({"path": None, "content": None, "encoding": "utf-8"}, {"path", "content"}, True, True, False),
     "move_file": (
         {"source": None, "destination": None, "create_dirs": True},
         {"source", "destination"},
@@ -35,7 +35,7 @@ CONTRACT: dict[str, tuple[dict[str, Any], set[str], bool, bool, bool]] = {
         True,
         False,
     ),
-    "copy_file": ({"source": None, "destination": None}, {"source", "destination"}, True, False, False),
+    "copy_file": ({"source": None, "destination": None}, {"source", "destination"}, True, True, False),
     "delete_file": ({"path": None}, {"path"}, True, True, True),
     "search_files": (
         {"path": None, "pattern": None, "type": None, "max_results": 100},
@@ -133,7 +133,8 @@ async def test_tools_list_matches_the_contract(settings: ToolHostSettings) -> No
         assert hints is not None
         assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint), name
         assert hints.read_only_hint is not confirm, name
-        assert hints.destructive_hint is (name in {"write_file", "delete_file"}), name
+        # write_file keeps a replaced file in the trash and returns its undo: only deleting is destructive.
+        assert hints.destructive_hint is destructive, name
 
 
 # read-only tools

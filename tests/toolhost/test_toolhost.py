@@ -9,14 +9,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from services.toolhost.app import UNDO, ToolHost
+from services.toolhost.app import ApprovedCallWorker, ToolHost
 from services.toolhost.audit import AuditLog
 from services.toolhost.mcp_pool import McpServer
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers.kit import Trash
 from services.toolhost.settings import ToolHostSettings
-from switchboard.secrets import sign_call
+from switchboard import keys
+from switchboard.approvals import UNDO, grant
+from switchboard.envelope import Envelope
+from switchboard.streams import StreamWorker, emit, publish
 from switchboard.v1 import switchboard_pb2 as pb
 
 KEY = "test-approval-key"
@@ -31,14 +35,14 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def host(tmp_path: Path, root: Path) -> AsyncIterator[ToolHost]:
+async def host(tmp_path: Path, root: Path, redis: aioredis.Redis) -> AsyncIterator[ToolHost]:
     settings = ToolHostSettings(allowed_roots=str(root), state_dir=tmp_path / "state")
     env = {"SWITCHBOARD_ALLOWED_ROOTS": str(root), "SWITCHBOARD_STATE_DIR": str(settings.state_dir)}
     server = McpServer("filesystem", "services.toolhost.servers.filesystem", env)
     stop = asyncio.Event()
     supervisor = asyncio.create_task(server.supervise(stop))
     running = ToolHost(
-        [server], KEY, 30.0, AuditLog(settings.audit_path), Sandbox(settings.roots()), Trash(settings.trash_dir)
+        redis, [server], KEY, 30.0, AuditLog(settings.audit_path), Sandbox(settings.roots()), Trash(settings.trash_dir)
     )
     await running.wait_ready(timeout=60)
     yield running
@@ -46,9 +50,24 @@ async def host(tmp_path: Path, root: Path) -> AsyncIterator[ToolHost]:
     await supervisor
 
 
+def approval(
+    tool: str, args: str, step: int = 1, kind: pb.GrantKind = pb.GRANT_KIND_PERSON, ttl: float = 60
+) -> pb.Approval:
+    return grant(
+        KEY,
+        run_id="run1",
+        step=step,
+        tool=tool,
+        arguments_json=args,
+        idempotency_key=f"run1:{step}:gateway",
+        kind=kind,
+        ttl_seconds=ttl,
+    )
+
+
 async def approved_call(host: ToolHost, tool: str, arguments: dict, step: int = 1) -> pb.StepResult:
     args = json.dumps(arguments)
-    return await host.call(tool, args, "run1", step, sign_call(KEY, "run1", step, tool, args), "session1")
+    return await host.call(tool, args, "run1", step, approval(tool, args, step), "session1")
 
 
 async def test_catalogue_carries_the_servers_flags(host: ToolHost) -> None:
@@ -60,19 +79,89 @@ async def test_catalogue_carries_the_servers_flags(host: ToolHost) -> None:
 
 async def test_a_change_without_approval_is_refused_and_logged(host: ToolHost, root: Path) -> None:
     target = root / "report.txt"
-    result = await host.call("filesystem.delete_file", json.dumps({"path": str(target)}), "run1", 1, "forged")
-    assert result.status == pb.STEP_STATUS_FAILED and "confirmation" in result.error
+    result = await host.call("filesystem.delete_file", json.dumps({"path": str(target)}), "run1", 1, pb.Approval())
+    assert result.status == pb.STEP_STATUS_FAILED and result.failure == pb.FAILURE_MODE_APPROVAL_REFUSED
+    assert "no approval" in result.error
     assert target.exists()
     [row] = host.audit.rows()
-    assert (row["tool"], row["outcome"], row["confirmation"]) == ("filesystem.delete_file", "failed", "missing")
+    assert (row["tool"], row["outcome"], row["confirmation"]) == ("filesystem.delete_file", "failed", "refused_missing")
+
+
+def forge(approval: pb.Approval, **changes: object) -> pb.Approval:
+    """`approval` with fields changed after it was signed."""
+    copy = pb.Approval()
+    copy.CopyFrom(approval)
+    for name, value in changes.items():
+        setattr(copy, name, value)
+    return copy
+
+
+async def test_an_approval_runs_its_call_once_and_every_other_use_is_refused_and_audited(
+    host: ToolHost, root: Path
+) -> None:
+    target = root / "report.txt"
+    args = json.dumps({"path": str(target), "content": "v2\n"})
+    given = approval("filesystem.write_file", args)
+    first = await host.call("filesystem.write_file", args, "run1", 1, given, "session1")
+    assert first.status == pb.STEP_STATUS_SUCCEEDED, first.error
+    target.write_text("changed by the person afterwards\n")
+
+    replayed = await host.call("filesystem.write_file", args, "run1", 1, given, "session1")
+    forged = await host.call(
+        "filesystem.write_file", args, "run1", 1, forge(approval("filesystem.write_file", args), nonce="0" * 32)
+    )
+    other_args = json.dumps({"path": str(target), "content": "evil\n"})
+    for_another = await host.call(
+        "filesystem.write_file", other_args, "run1", 1, approval("filesystem.write_file", args)
+    )
+    expired = await host.call("filesystem.write_file", args, "run1", 1, approval("filesystem.write_file", args, ttl=-1))
+    by_policy = await host.call(
+        "filesystem.write_file", args, "run1", 1, approval("filesystem.write_file", args, kind=pb.GRANT_KIND_POLICY)
+    )
+    other_key = grant(
+        "not-the-key",
+        run_id="run1",
+        step=1,
+        tool="filesystem.write_file",
+        arguments_json=args,
+        idempotency_key="k",
+        kind=pb.GRANT_KIND_PERSON,
+        ttl_seconds=60,
+    )
+    signed_elsewhere = await host.call("filesystem.write_file", args, "run1", 1, other_key)
+
+    refused = [replayed, forged, for_another, expired, by_policy, signed_elsewhere]
+    assert all(r.status == pb.STEP_STATUS_FAILED and r.failure == pb.FAILURE_MODE_APPROVAL_REFUSED for r in refused)
+    assert target.read_text() == "changed by the person afterwards\n"  # the tool ran exactly once
+    rows = host.audit.rows()
+    assert [r["confirmation"] for r in rows] == [
+        "confirmed",
+        "refused_replayed",
+        "refused_forged",
+        "refused_mismatched",
+        "refused_expired",
+        "refused_insufficient",
+        "refused_forged",
+    ]
+    assert all(r["outcome"] == "failed" and r["error"].startswith("not run:") for r in rows[1:])
+
+
+async def test_a_read_needs_an_approval_too_and_the_policy_may_give_it(host: ToolHost, root: Path) -> None:
+    args = json.dumps({"path": str(root)})
+    unapproved = await host.call("filesystem.list_dir", args, "run1", 1, pb.Approval())
+    assert unapproved.failure == pb.FAILURE_MODE_APPROVAL_REFUSED
+    listed = await host.call(
+        "filesystem.list_dir", args, "run1", 1, approval("filesystem.list_dir", args, kind=pb.GRANT_KIND_POLICY)
+    )
+    assert listed.status == pb.STEP_STATUS_SUCCEEDED, listed.error
 
 
 async def test_unknown_tool_and_missing_parameter_say_how_to_fix_the_call(host: ToolHost) -> None:
-    unknown = await host.call("filesystem.list_dirs_and_files", "{}", "run1", 1, "")
+    unknown = await host.call("filesystem.list_dirs_and_files", "{}", "run1", 1, pb.Approval())
     assert "no tool named" in unknown.error and "filesystem.list_dir" in unknown.error
-    aliased = await host.call("filesystem.ls", "{}", "run1", 1, "")  # an alias resolves to list_dir
+    aliased = await host.call("filesystem.ls", "{}", "run1", 1, pb.Approval())  # an alias resolves to list_dir
     assert aliased.tool == "filesystem.list_dir" and "missing path" in aliased.error
-    missing = await host.call("filesystem.list_dir", "{}", "run1", 1, "")
+    missing = await host.call("filesystem.list_dir", "{}", "run1", 1, pb.Approval())
     assert "missing path" in missing.error
 
 
@@ -82,7 +171,7 @@ async def test_delete_then_undo_restores_the_file_and_the_log_shows_both(host: T
     assert deleted.status == pb.STEP_STATUS_SUCCEEDED, deleted.error
     assert not target.exists()
 
-    actions = await host.undo("run1", 1, sign_call(KEY, "run1", 1, UNDO, ""), "session1")
+    actions = await host.undo("run1", 1, approval(UNDO, "", 1), "session1")
     assert target.read_text() == "quarterly numbers\n"
     assert "restored" in actions[0]
 
@@ -91,7 +180,7 @@ async def test_delete_then_undo_restores_the_file_and_the_log_shows_both(host: T
     assert json.loads(call["files_read"])[0]["path"] == str(target)
     assert (undo["kind"], undo["outcome"], undo["undoes"]) == ("undo", "succeeded", call["id"])
     with pytest.raises(Exception, match="already undone"):
-        await host.undo("run1", 1, sign_call(KEY, "run1", 1, UNDO, ""), "session1")
+        await host.undo("run1", 1, approval(UNDO, "", 1), "session1")
 
 
 async def test_undo_of_move_copy_and_overwrite(host: ToolHost, root: Path) -> None:
@@ -103,18 +192,20 @@ async def test_undo_of_move_copy_and_overwrite(host: ToolHost, root: Path) -> No
     assert moved.read_text() == "rewritten\n" and copy.exists() and not source.exists()
 
     for step in (3, 2, 1):
-        await host.undo("run1", step, sign_call(KEY, "run1", step, UNDO, ""), "session1")
+        await host.undo("run1", step, approval(UNDO, "", step), "session1")
     assert source.read_text() == "quarterly numbers\n"
     assert not copy.exists() and not moved.exists()
     written = json.loads(host.audit.rows()[2]["files_written"])
     assert written[0]["path"] == str(moved)
 
 
-async def test_undo_needs_the_gateways_signature(host: ToolHost, root: Path) -> None:
+async def test_undo_needs_the_gateways_approval_once(host: ToolHost, root: Path) -> None:
     await approved_call(host, "filesystem.delete_file", {"path": str(root / "report.txt")})
     with pytest.raises(Exception, match="approval"):
-        await host.undo("run1", 1, "forged", "session1")
+        await host.undo("run1", 1, forge(approval(UNDO, "", 1), step=2), "session1")
     assert not (root / "report.txt").exists()
+    refused = host.audit.rows()[-1]
+    assert (refused["kind"], refused["confirmation"]) == ("undo", "refused_forged")
 
 
 def test_the_audit_log_cannot_be_rewritten(tmp_path: Path) -> None:
@@ -145,5 +236,45 @@ async def test_a_crashed_server_is_restarted(host: ToolHost, root: Path) -> None
     async with asyncio.timeout(60):
         while server.restarts == 0 or not server.ready.is_set():
             await asyncio.sleep(0.05)
-    listed = await host.call("filesystem.list_dir", json.dumps({"path": str(root)}), "run1", 1, "")
+    listed = await approved_call(host, "filesystem.list_dir", {"path": str(root)})
     assert listed.status == pb.STEP_STATUS_SUCCEEDED, listed.error
+
+
+async def test_a_replayed_message_on_the_stream_is_refused_and_audited(
+    host: ToolHost, root: Path, redis: aioredis.Redis
+) -> None:
+    target = root / "report.txt"
+    args = json.dumps({"path": str(target), "content": "v2\n"})
+    key = "run1:1:gateway"
+    call = pb.ToolCall(
+        run_id="run1",
+        step=1,
+        tool="filesystem.write_file",
+        arguments_json=args,
+        approval=approval("filesystem.write_file", args),
+        session_id="session1",
+    )
+    worker = ApprovedCallWorker(redis, host)
+    stream = StreamWorker(
+        redis,
+        stream=keys.APPROVED,
+        group=keys.GROUP_TOOLHOST,
+        consumer="test",
+        handler=worker.on_approved,
+        on_duplicate=worker.on_duplicate,
+    )
+    message = emit(keys.APPROVED, "run1", 1, key, call.SerializeToString())
+    await publish(redis, [message])
+    await stream.run(burst=True)
+    target.write_text("changed by the person afterwards\n")
+
+    # The same message again, and the same approval in a message of its own.
+    await publish(redis, [message, emit(keys.APPROVED, "run1", 1, "copied:1:gateway", call.SerializeToString())])
+    await stream.run(burst=True)
+
+    assert target.read_text() == "changed by the person afterwards\n"  # the tool ran exactly once
+    rows = host.audit.rows()
+    assert [r["confirmation"] for r in rows] == ["confirmed", "refused_replayed", "refused_replayed"]
+    results = [pb.StepResult.FromString(Envelope.from_fields(f).body) for _, f in await redis.xrange(keys.RESULTS)]
+    assert [r.status for r in results] == [pb.STEP_STATUS_SUCCEEDED, pb.STEP_STATUS_FAILED]
+    assert results[1].failure == pb.FAILURE_MODE_APPROVAL_REFUSED

@@ -1,7 +1,14 @@
-"""The tool host's MCP servers, one module each, and the `_meta` keys every tool declares.
+"""The tool host's MCP servers, one module each, and the `_meta` keys they speak in.
 
-Each tool's `_meta` in `tools/list` carries the three keys below, so the gateway's confirmation policy
-and the undo machinery read them from the servers themselves instead of from a separate table.
+Each tool's `_meta` in `tools/list` carries the three flag keys below, so the gateway's confirmation
+policy and the undo machinery read them from the servers themselves instead of from a separate table.
+A server never writes them by hand: `kit.Effects` derives them, and the tool's MCP annotations, from one
+declaration per tool.
+
+A tool's failure can carry a structured correction in its result's `_meta` under `META_CORRECTION`: an
+object with the string fields of `switchboard.v1.Correction` (`parameter`, `problem`,
+`suggested_value_json`, `suggested_tool`); `kit.Correction` writes it and the tool host's `mcp_pool`
+reads it back.
 """
 
 from __future__ import annotations
@@ -9,12 +16,4 @@ from __future__ import annotations
 META_CONFIRMATION_REQUIRED = "switchboard/confirmation_required"
 META_UNDO_SUPPORTED = "switchboard/undo_supported"
 META_DESTRUCTIVE = "switchboard/destructive"
-
-
-def tool_meta(*, confirmation_required: bool, undo_supported: bool, destructive: bool = False) -> dict[str, bool]:
-    """The `_meta` a tool is registered with: all three Switchboard flags, false ones included."""
-    return {
-        META_CONFIRMATION_REQUIRED: confirmation_required,
-        META_UNDO_SUPPORTED: undo_supported,
-        META_DESTRUCTIVE: destructive,
-    }
+META_CORRECTION = "switchboard/correction"

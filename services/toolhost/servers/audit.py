@@ -23,15 +23,16 @@ from fpdf import FPDF
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
     ToolError,
     UndoAction,
-    changes,
-    read_only,
-    report_expected_failures,
+    close_fonts,
+    closest_choice,
     serve,
     sha256_of,
+    tool,
 )
 from services.toolhost.settings import ToolHostSettings
 from switchboard.secrets import read_or_create_secret
@@ -134,12 +135,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if not found:
             raise ToolError(
                 f"no audit entries for session {session_id!r}; use audit.get_tool_log without a session to see "
-                "which sessions exist"
+                "which sessions exist",
+                correction=Correction(f"no audit entries for session {session_id!r}", parameter="session_id"),
             )
         return found
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_tool_log(
         session_id: Annotated[str | None, Field(description="Only calls of this session.")] = None,
         start_time: Annotated[str | None, Field(description="Only calls at or after this time (ISO 8601).")] = None,
@@ -167,8 +168,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         found = entries("WHERE " + " AND ".join(clauses) if clauses else "", tuple(params))
         return ToolLog(entries=found[:MAX_ENTRIES], truncated=len(found) > MAX_ENTRIES)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_session_summary(
         session_id: Annotated[str, Field(description="The session to summarise (see audit.get_tool_log).")],
     ) -> SessionSummary:
@@ -176,8 +176,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         rejections and undos. For the individual calls use audit.get_tool_log."""
         return _summarise(session_id, session_entries(session_id))
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def generate_audit_report(
         session_id: Annotated[str, Field(description="The session to report on.")],
         template: Annotated[
@@ -187,16 +186,19 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """Write a plain-text audit report of one session. To save it as a PDF use audit.export_audit_pdf."""
         chosen = template or "summary"
         if chosen not in TEMPLATES:
-            raise ToolError(f"unknown template {template!r}; use one of: {', '.join(TEMPLATES)}")
+            raise ToolError(
+                f"unknown template {template!r}; use one of: {', '.join(TEMPLATES)}",
+                correction=Correction(
+                    f"unknown template {template!r}",
+                    parameter="template",
+                    suggested_value=closest_choice(str(template), TEMPLATES),
+                ),
+            )
         return AuditReport(
             session_id=session_id, template=chosen, report=_report(session_id, chosen, session_entries(session_id))
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def export_audit_pdf(
         session_id: Annotated[str, Field(description="The session to report on.")],
         output_path: Annotated[str, Field(description="Where to write the PDF, e.g. ~/Documents/audit.pdf.")],
@@ -210,11 +212,21 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         target = sandbox.resolve(output_path)
         if target.suffix.lower() != ".pdf":
-            raise ToolError(f"{target} does not end in .pdf; give a PDF file name, e.g. {target.with_suffix('.pdf')}")
+            raise ToolError(
+                f"{target} does not end in .pdf; give a PDF file name, e.g. {target.with_suffix('.pdf')}",
+                correction=Correction(
+                    f"{output_path!r} does not end in .pdf",
+                    parameter="output_path",
+                    suggested_value=str(target.with_suffix(".pdf")),
+                ),
+            )
         signature = target.with_name(target.name + ".sig")
         for path in (target, signature) if sign else (target,):
             if path.exists():
-                raise ToolError(f"{path} already exists and will not be overwritten; choose another name")
+                raise ToolError(
+                    f"{path} already exists and will not be overwritten; choose another name",
+                    correction=Correction(f"{path} already exists", parameter="output_path"),
+                )
         report = _report(session_id, "detailed", session_entries(session_id))
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_pdf(target, f"Switchboard audit report: session {session_id}", report)
@@ -286,23 +298,26 @@ def _report(session_id: str, template: str, found: list[AuditEntry]) -> str:
 
 def _write_pdf(target: Path, title: str, body: str) -> None:
     pdf = FPDF()
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_page()
-    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
-    if font.exists():
-        pdf.add_font("mono", fname=str(font))
-        family = "mono"
-    else:  # core font: text outside Latin-1 is replaced rather than failing the export
-        family = "Courier"
-        body = body.encode("latin-1", "replace").decode("latin-1")
-        title = title.encode("latin-1", "replace").decode("latin-1")
-    pdf.set_font(family, size=12)
-    pdf.multi_cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
-    pdf.set_font(family, size=8)
-    for line in body.splitlines() or [""]:
-        pdf.multi_cell(0, 4.5, line or " ", new_x="LMARGIN", new_y="NEXT")
-    pdf.output(str(target))
+    try:
+        pdf.set_auto_page_break(auto=True, margin=15)
+        pdf.add_page()
+        font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
+        if font.exists():
+            pdf.add_font("mono", fname=str(font))
+            family = "mono"
+        else:  # core font: text outside Latin-1 is replaced rather than failing the export
+            family = "Courier"
+            body = body.encode("latin-1", "replace").decode("latin-1")
+            title = title.encode("latin-1", "replace").decode("latin-1")
+        pdf.set_font(family, size=12)
+        pdf.multi_cell(0, 7, title, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+        pdf.set_font(family, size=8)
+        for line in body.splitlines() or [""]:
+            pdf.multi_cell(0, 4.5, line or " ", new_x="LMARGIN", new_y="NEXT")
+        pdf.output(str(target))
+    finally:
+        close_fonts(pdf)
 
 
 def _signing_key(settings: ToolHostSettings) -> Ed25519PrivateKey:
@@ -316,7 +331,10 @@ def _parse_time(value: str) -> str:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ToolError(f"{value!r} is not an ISO 8601 time; write it like 2026-11-22T09:30:00+00:00") from exc
+        raise ToolError(
+            f"{value!r} is not an ISO 8601 time; write it like 2026-11-22T09:30:00+00:00",
+            correction=Correction(f"{value!r} is not an ISO 8601 time", rejected=value),
+        ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.astimezone()
     return parsed.astimezone(UTC).isoformat(timespec="milliseconds")

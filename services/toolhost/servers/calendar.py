@@ -25,21 +25,22 @@ from typing import Annotated, Literal
 import icalendar
 from dateutil.parser import isoparser
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
     Trash,
     UndoAction,
-    changes,
+    closest_choice,
     existing_file,
-    read_only,
     report_expected_failures,
     serve,
     sha256_of,
     sqlite_transaction,
+    tool,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -104,17 +105,21 @@ class When:
         return local_midnight(self.day + timedelta(days=1)) if self.date_only else self.moment
 
 
-def parse_when(raw: str, what: str) -> When:
+def parse_when(raw: str, what: str, parameter: str | None = None) -> When:
     """Read an ISO 8601 date or date-time (or today/tomorrow/yesterday); a tool error says what is accepted.
 
-    A date-time without an offset is local time; a date alone is local midnight of that day.
+    A date-time without an offset is local time; a date alone is local midnight of that day. `what`
+    names the value in the message; `parameter`, the argument that carried it (`what` unless given).
     """
     text = raw.strip()
     if text.lower() in _RELATIVE_DAYS:
         return When(local_midnight(date.today() + timedelta(days=_RELATIVE_DAYS[text.lower()])), True)
     # Year or year-month alone parse as the 1st of it, which would silently pick a day nobody asked for.
     if re.fullmatch(r"\d{4}(-?\d{2})?", text):
-        raise ToolError(f"{what}: {raw!r} is not a full date. {DATE_FORMATS}")
+        raise ToolError(
+            f"{what}: {raw!r} is not a full date. {DATE_FORMATS}",
+            correction=Correction(f"{raw!r} is not a full date", parameter=parameter or what),
+        )
     try:
         return When(local_midnight(_ISO.parse_isodate(text)), True)
     except ValueError:
@@ -122,7 +127,10 @@ def parse_when(raw: str, what: str) -> When:
     try:
         moment = _ISO.isoparse(text)
     except ValueError as exc:
-        raise ToolError(f"{what}: {raw!r} is not a date or time I can read. {DATE_FORMATS}") from exc
+        raise ToolError(
+            f"{what}: {raw!r} is not a date or time I can read. {DATE_FORMATS}",
+            correction=Correction(f"{raw!r} is not an ISO 8601 date or time", parameter=parameter or what),
+        ) from exc
     return When(moment if moment.tzinfo is not None else moment.astimezone(), False)
 
 
@@ -380,8 +388,7 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
         ),
     )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def list_events(
         start_date: Annotated[
             str, Field(description="First day or moment to include, ISO 8601, e.g. 2024-05-03 or 2024-05-03T08:00.")
@@ -404,12 +411,18 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
         end_moment = end.until
         if end_moment <= start.moment:
             raise ToolError(
-                f"end_date {end_date!r} is before start_date {start_date!r}. Give the earlier date as start_date."
+                f"end_date {end_date!r} is before start_date {start_date!r}. Give the earlier date as start_date.",
+                correction=Correction("end_date is before start_date", parameter="end_date"),
             )
         known = store.calendars()
         if calendar is not None and known and calendar.casefold() not in {c.casefold() for c in known}:
             raise ToolError(
-                f"There is no calendar named {calendar!r}. Calendars: {', '.join(known)}. Omit calendar to list all."
+                f"There is no calendar named {calendar!r}. Calendars: {', '.join(known)}. Omit calendar to list all.",
+                correction=Correction(
+                    f"no calendar named {calendar!r}",
+                    parameter="calendar",
+                    suggested_value=closest_choice(calendar, known),
+                ),
             )
         found = store.between(start.moment, end_moment, calendar)
         note = None
@@ -426,11 +439,7 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
             note=note,
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
     def create_event(
         title: Annotated[str, Field(description="What the event is, e.g. 'Dentist' or 'Team meeting'.")],
         start: Annotated[
@@ -452,18 +461,25 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
         use calendar.create_time_block; for a to-do with a deadline use task.create_task.
         """
         if not title.strip():
-            raise ToolError("title is empty. Give the event a short name, e.g. 'Dentist'.")
+            raise ToolError(
+                "title is empty. Give the event a short name, e.g. 'Dentist'.",
+                correction=Correction("title is empty", parameter="title"),
+            )
         first = parse_when(start, "start")
         last = parse_when(end, "end")
         if first.date_only != last.date_only:
             raise ToolError(
                 "Give start and end both as dates (an all-day event, e.g. 2024-05-03) or both as date-times "
-                f"(e.g. 2024-05-03T14:00); got start {start!r} and end {end!r}."
+                f"(e.g. 2024-05-03T14:00); got start {start!r} and end {end!r}.",
+                correction=Correction("start and end are not both dates or both date-times", parameter="end"),
             )
         # An all-day event's end date is its last day, so it runs until the midnight after it.
         end_moment = last.until
         if end_moment <= first.moment:
-            raise ToolError(f"end {end!r} is not after start {start!r}. The event must end after it starts.")
+            raise ToolError(
+                f"end {end!r} is not after start {start!r}. The event must end after it starts.",
+                correction=Correction("end is not after start", parameter="end"),
+            )
         event = StoredEvent(
             event_id=str(uuid.uuid4()),
             calendar=(calendar or "").strip() or DEFAULT_CALENDAR,
@@ -481,8 +497,7 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
             event_id=event.event_id, event=event.to_model(), conflicts=[c.to_model() for c in conflicts]
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def find_free_slots(
         date: Annotated[str, Field(description="The day to look at, ISO 8601, e.g. 2024-05-03, or 'today'.")],
         min_duration_minutes: Annotated[
@@ -523,11 +538,7 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
             note=note,
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
     def create_time_block(
         title: Annotated[str, Field(description="What the block is for, e.g. 'Write report'.")],
         date: Annotated[str, Field(description="The day, ISO 8601, e.g. 2024-05-03, or 'today' / 'tomorrow'.")],
@@ -543,7 +554,10 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
         fixed time use calendar.create_event; to just look at free time use calendar.find_free_slots.
         """
         if not title.strip():
-            raise ToolError("title is empty. Say what the block is for, e.g. 'Write report'.")
+            raise ToolError(
+                "title is empty. Say what the block is for, e.g. 'Write report'.",
+                correction=Correction("title is empty", parameter="title"),
+            )
         when = parse_when(date, "date")
         day = when.day
         length = timedelta(minutes=duration_minutes)
@@ -569,13 +583,17 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
         now = datetime.now().astimezone()
         if exact is not None:
             if exact < now:
-                raise ToolError(f"{local_iso(exact)} has already passed. Choose a later time or another day.")
+                raise ToolError(
+                    f"{local_iso(exact)} has already passed. Choose a later time or another day.",
+                    correction=Correction(f"{local_iso(exact)} has already passed", parameter="preferred_time"),
+                )
             clashes = [e for e in store.between(exact, exact + length) if _blocks_time(e)]
             if clashes:
                 names = "; ".join(f"{e.title} ({local_iso(e.start)} to {local_iso(e.end)})" for e in clashes)
                 raise ToolError(
                     f"{local_iso(exact)} is not free for {duration_minutes} minutes: {names}. Omit the time to take "
-                    "the first free gap, or use calendar.find_free_slots to see free times."
+                    "the first free gap, or use calendar.find_free_slots to see free times.",
+                    correction=Correction(f"{local_iso(exact)} is not free", parameter="preferred_time"),
                 )
             start_at = exact
         else:
@@ -632,7 +650,12 @@ def _clock_time(raw: str) -> time:
             hour = hour % 12 + (12 if match.group(3).lower().startswith("p") else 0)
     if not (0 <= hour <= 23 and 0 <= minute <= 59):
         raise ToolError(
-            f"preferred_time {raw!r} is not understood. Use morning, afternoon or evening, or a time like 14:00."
+            f"preferred_time {raw!r} is not understood. Use morning, afternoon or evening, or a time like 14:00.",
+            correction=Correction(
+                f"preferred_time {raw!r} is not understood",
+                parameter="preferred_time",
+                suggested_value=closest_choice(raw, ("morning", "afternoon", "evening")),
+            ),
         )
     return time(hour, minute)
 

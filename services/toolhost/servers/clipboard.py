@@ -25,8 +25,7 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from services.toolhost.servers import tool_meta
-from services.toolhost.servers.kit import ToolError, changes, read_only, report_expected_failures, serve
+from services.toolhost.servers.kit import Correction, Effects, ToolError, serve, tool
 from services.toolhost.settings import ToolHostSettings
 
 log = logging.getLogger("services.toolhost.servers.clipboard")
@@ -111,8 +110,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         instructions="The desktop clipboard (X11, through xclip) and the texts Switchboard copied or read.",
     )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_clipboard() -> ClipboardContent:
         """Read the text that is on the clipboard now (what the user last copied).
 
@@ -136,11 +134,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         truncated = len(text) > MAX_CONTENT_CHARS
         return ClipboardContent(content=text[:MAX_CONTENT_CHARS], type="text", truncated=truncated)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=True),
-        meta=tool_meta(confirmation_required=False, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))
     def set_clipboard(
         content: Annotated[
             str, Field(description="The exact text to copy to the clipboard, ready for the user to paste.")
@@ -152,7 +146,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         if len(content) > MAX_CONTENT_CHARS:
             raise ToolError(
-                f"The text has {len(content)} characters, more than {MAX_CONTENT_CHARS}. Save it to a file."
+                f"The text has {len(content)} characters, more than {MAX_CONTENT_CHARS}. Save it to a file.",
+                correction=Correction(f"more than {MAX_CONTENT_CHARS} characters", parameter="content"),
             )
         _xclip(["-i", "-t", "UTF8_STRING"], data=content.encode("utf-8"))
         _wait_until_owned(content)
@@ -164,8 +159,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             note="The text is on the clipboard until something else is copied.",
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def clipboard_history(
         limit: Annotated[int, Field(ge=1, le=MAX_HISTORY, description="How many recent entries to return.")] = 20,
     ) -> ClipboardHistory:

@@ -27,17 +27,17 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
     ToolError,
     Trash,
     UndoAction,
-    changes,
+    closest_choice,
     existing_file,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -171,12 +171,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         instructions="Tabular data: write CSV and SQLite files, query SQLite read-only, find duplicates and outliers.",
     )
 
-    # Destructive hint: it may replace an existing file (whose old content is kept in the trash).
-    @server.tool(
-        annotations=changes(destructive=True, idempotent=True),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    # May replace an existing file; its old content is kept in the trash, and the undo puts it back.
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def write_csv(
         data: Records,
         output_path: Annotated[str, Field(description="Absolute path of the CSV file to create or replace.")],
@@ -193,7 +189,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         target = resolve(output_path)
         if target.is_dir():
-            raise ToolError(f"{target} is a folder. Give a file path inside it, e.g. {target / 'data.csv'}.")
+            raise ToolError(
+                f"{target} is a folder. Give a file path inside it, e.g. {target / 'data.csv'}.",
+                correction=Correction(f"{output_path!r} is a folder, not a file", parameter="output_path"),
+            )
         columns = _csv_columns(data, headers)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -217,11 +216,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[_undo_write(target, trash_id)],
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def write_sqlite(
         data: Records,
         table: Annotated[
@@ -240,13 +235,22 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if not IDENTIFIER.fullmatch(table):
             raise ToolError(
                 f"Table name {table!r} is not allowed: use letters, digits and underscores, starting with a "
-                "letter, e.g. 'contacts' or 'sales_2024'."
+                "letter, e.g. 'contacts' or 'sales_2024'.",
+                correction=Correction(
+                    f"table name {table!r} is not allowed", parameter="table", suggested_value=_table_name(table)
+                ),
             )
         if not data:
-            raise ToolError("data is empty: give at least one record to create the table from.")
+            raise ToolError(
+                "data is empty: give at least one record to create the table from.",
+                correction=Correction("data is empty", parameter="data"),
+            )
         db = resolve(db_path)
         if db.is_dir():
-            raise ToolError(f"{db} is a folder. Give a database file path inside it, e.g. {db / 'data.sqlite'}.")
+            raise ToolError(
+                f"{db} is a folder. Give a database file path inside it, e.g. {db / 'data.sqlite'}.",
+                correction=Correction(f"{db_path!r} is a folder, not a file", parameter="db_path"),
+            )
         columns = _sqlite_columns(data)
         existed = db.exists()
         if existed:
@@ -255,7 +259,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                 if _table_exists(conn, table):
                     raise ToolError(
                         f"Table {table!r} already exists in {db}; write_sqlite only creates new tables and has "
-                        f"not changed it. Choose another table name, or read it with data.query_sqlite."
+                        f"not changed it. Choose another table name, or read it with data.query_sqlite.",
+                        correction=Correction(f"table {table!r} already exists", parameter="table"),
                     )
                 # Fold a write-ahead log into the main file so that the trash copy holds every row.
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -286,8 +291,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[_undo_write(db, trash_id)],
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def query_sqlite(
         query: Annotated[
             str,
@@ -314,7 +318,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                 cursor = conn.execute(statement)
                 fetched = cursor.fetchmany(MAX_QUERY_ROWS + 1)
             except (sqlite3.Error, sqlite3.Warning) as exc:
-                raise ToolError(_query_error(exc, conn)) from exc
+                raise ToolError(_query_error(exc, conn), correction=_query_correction(exc, conn, statement)) from exc
             columns = _unique_names([d[0] for d in cursor.description or ()])
         rows = fetched[:MAX_QUERY_ROWS]
         return QueryResult(
@@ -325,8 +329,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             truncated=len(fetched) > MAX_QUERY_ROWS,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def deduplicate_records(
         data: Records,
         match_fields: Annotated[
@@ -351,10 +354,20 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         _check_record_count(data)
         if not match_fields:
-            raise ToolError(f"match_fields is empty. Name the fields to compare, from: {_field_list(data)}.")
+            raise ToolError(
+                f"match_fields is empty. Name the fields to compare, from: {_field_list(data)}.",
+                correction=Correction("match_fields is empty", parameter="match_fields"),
+            )
         unknown = [f for f in match_fields if not any(f in record for record in data)]
         if unknown:
-            raise ToolError(f"No record has the field(s) {unknown}. Fields present: {_field_list(data)}.")
+            raise ToolError(
+                f"No record has the field(s) {unknown}. Fields present: {_field_list(data)}.",
+                correction=Correction(
+                    f"no record has the field(s) {unknown}",
+                    parameter="match_fields",
+                    suggested_value=_known_fields(match_fields, _fields(data)),
+                ),
+            )
         groups = _duplicate_groups(data, match_fields, threshold)
         dropped = {row for group in groups for row in group.rows[1:]}
         unique = [record for index, record in enumerate(data, start=1) if index not in dropped]
@@ -369,8 +382,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             groups_truncated=len(groups) > MAX_GROUPS_SHOWN,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def summarize_anomalies(
         data: Records,
         rules: Annotated[
@@ -391,7 +403,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         fields = _fields(data)
         for rule in rules or []:
             if rule.field not in fields:
-                raise ToolError(f"Rule field {rule.field!r} is in no record. Fields present: {_field_list(data)}.")
+                raise ToolError(
+                    f"Rule field {rule.field!r} is in no record. Fields present: {_field_list(data)}.",
+                    correction=Correction(f"rule field {rule.field!r} is in no record", parameter="rules"),
+                )
         missing = {field: sum(1 for record in data if _is_missing(record.get(field))) for field in fields}
         stats: list[ColumnStats] = []
         anomalies: list[Anomaly] = []
@@ -421,6 +436,18 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
 # writing
 
 
+def _table_name(raw: str) -> str | None:
+    """`raw` made into an allowed table name ("Sales 2024" → "Sales_2024"), if that is possible."""
+    name = re.sub(r"\W+", "_", raw.strip()).strip("_")
+    return name if name[:1].isalpha() and IDENTIFIER.fullmatch(name) else None
+
+
+def _known_fields(asked: list[str], present: list[str]) -> list[str] | None:
+    """`asked` with each field no record has replaced by the closest present one; None if one has none."""
+    fields = [field if field in present else closest_choice(field, present) for field in asked]
+    return None if None in fields else [field for field in fields if field is not None]
+
+
 def _undo_write(target: Path, trash_id: str | None) -> UndoAction:
     if trash_id is not None:
         return UndoAction(kind="restore_trash", path=str(target), trash_id=trash_id, replace=True)
@@ -440,19 +467,35 @@ def _csv_columns(data: list[dict[str, Any]], headers: list[str] | None) -> list[
     if headers is None:
         columns = _fields(data)
         if not columns:
-            raise ToolError("There is nothing to write: data has no fields. Give records, or headers for an empty CSV.")
+            raise ToolError(
+                "There is nothing to write: data has no fields. Give records, or headers for an empty CSV.",
+                correction=Correction("data has no fields", parameter="data"),
+            )
         return columns
     if not headers or any(not h for h in headers):
-        raise ToolError("headers must be non-empty column names. Omit headers to use the records' fields.")
+        raise ToolError(
+            "headers must be non-empty column names. Omit headers to use the records' fields.",
+            correction=Correction("headers holds an empty name", parameter="headers"),
+        )
     if len(set(headers)) != len(headers):
-        raise ToolError(f"headers repeats a column name: {headers}. Give each column once.")
+        raise ToolError(
+            f"headers repeats a column name: {headers}. Give each column once.",
+            correction=Correction(
+                "headers repeats a column name", parameter="headers", suggested_value=list(dict.fromkeys(headers))
+            ),
+        )
     known = set(headers)
     for index, record in enumerate(data, start=1):
         extra = [key for key in record if key not in known]
         if extra:
             raise ToolError(
                 f"Record {index} has field(s) {extra} that are not in headers. Add them to headers, "
-                "or omit headers to write every field."
+                "or omit headers to write every field.",
+                correction=Correction(
+                    f"record {index} has fields not in headers",
+                    parameter="headers",
+                    suggested_value=[*headers, *(f for f in _fields(data) if f not in known)],
+                ),
             )
     return headers
 
@@ -471,7 +514,10 @@ def _sqlite_columns(data: list[dict[str, Any]]) -> list[ColumnDef]:
     columns = []
     for name in _fields(data):
         if not name.strip():
-            raise ToolError("A record has an empty field name; every column needs a name.")
+            raise ToolError(
+                "A record has an empty field name; every column needs a name.",
+                correction=Correction("a record has an empty field name", parameter="data"),
+            )
         present = [record[name] for record in data if record.get(name) is not None]
         columns.append(ColumnDef(name=name, type=_sqlite_type(present)))
     return columns
@@ -530,7 +576,8 @@ def _require_sqlite_file(db: Path) -> None:
     if header and header != SQLITE_HEADER:
         raise ToolError(
             f"{db} is not a SQLite database. For a CSV file use filesystem.read_file; give the path of a "
-            ".db/.sqlite file."
+            ".db/.sqlite file.",
+            correction=Correction(f"{db.name} is not a SQLite database", parameter="db_path"),
         )
 
 
@@ -556,10 +603,14 @@ def _single_select(query: str) -> str:
         rest = rest[comment.end() :]
     first = rest.split(None, 1)[0].upper() if rest.strip() else ""
     if first not in ("SELECT", "WITH"):
+        problem = f"the query is {first}, not SELECT" if first else "the query is empty"
+        # Creating a table and filling it is what data.write_sqlite does; any other change, no tool here does.
+        writer = "data.write_sqlite" if first in ("CREATE", "INSERT") else ""
         raise ToolError(
             "query_sqlite runs only one read-only SELECT (or WITH ... SELECT) statement"
             + (f", not {first}" if first else ", and the query is empty")
-            + ". To create a table from records use data.write_sqlite."
+            + ". To create a table from records use data.write_sqlite.",
+            correction=Correction(problem, parameter="" if writer else "query", suggested_tool=writer),
         )
     return statement
 
@@ -576,6 +627,18 @@ def _query_error(exc: sqlite3.Error | sqlite3.Warning, conn: sqlite3.Connection)
         tables = [row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type IN ('table', 'view')")]
         return f"SQLite: {text}. Tables in this database: {', '.join(tables) or 'none'}."
     return f"SQLite rejected the query: {text}. Check the table and column names and the SQL syntax."
+
+
+def _query_correction(exc: sqlite3.Error | sqlite3.Warning, conn: sqlite3.Connection, query: str) -> Correction:
+    """The query with a misspelt table name replaced by the closest real one, when SQLite named it."""
+    text = str(exc)
+    wrong = re.fullmatch(r"no such table: (?:main\.)?(\w+)", text)
+    if wrong is None:
+        return Correction(text, parameter="query")
+    tables = [row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type IN ('table', 'view')")]
+    table = closest_choice(wrong.group(1), tables)
+    corrected = None if table is None else re.sub(rf"\b{re.escape(wrong.group(1))}\b", table, query)
+    return Correction(text, parameter="query", suggested_value=corrected)
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -601,9 +664,15 @@ def _json_value(value: Any) -> Any:
 
 def _check_record_count(data: list[dict[str, Any]]) -> None:
     if not data:
-        raise ToolError("data is empty: give the records to examine as a list of JSON objects.")
+        raise ToolError(
+            "data is empty: give the records to examine as a list of JSON objects.",
+            correction=Correction("data is empty", parameter="data"),
+        )
     if len(data) > MAX_RECORDS:
-        raise ToolError(f"{len(data)} records is more than the limit of {MAX_RECORDS}; send them in parts.")
+        raise ToolError(
+            f"{len(data)} records is more than the limit of {MAX_RECORDS}; send them in parts.",
+            correction=Correction(f"more than {MAX_RECORDS} records", parameter="data"),
+        )
 
 
 def _normalized(value: Any) -> str:
@@ -650,7 +719,10 @@ def _duplicate_groups(data: list[dict[str, Any]], fields: list[str], threshold: 
         if len(distinct) > MAX_FUZZY_KEYS:
             raise ToolError(
                 f"{len(distinct)} distinct records are too many to compare for near-duplicates (limit "
-                f"{MAX_FUZZY_KEYS}). Call again with threshold 1 for exact duplicates, or send fewer records."
+                f"{MAX_FUZZY_KEYS}). Call again with threshold 1 for exact duplicates, or send fewer records.",
+                correction=Correction(
+                    f"more than {MAX_FUZZY_KEYS} distinct records to compare", parameter="threshold", suggested_value=1
+                ),
             )
         for i, j in _pairs(len(distinct)):
             if _similarity(distinct[i], distinct[j], quick=True) < threshold:
@@ -781,9 +853,15 @@ def _apply_rule(rule: AnomalyRule, data: list[dict[str, Any]]) -> list[Anomaly]:
         try:
             pattern = re.compile(str(rule.value))
         except re.error as exc:
-            raise ToolError(f"Rule {label!r}: {rule.value!r} is not a valid regular expression ({exc}).") from exc
+            raise ToolError(
+                f"Rule {label!r}: {rule.value!r} is not a valid regular expression ({exc}).",
+                correction=Correction(f"rule {label!r} has an invalid regular expression", parameter="rules"),
+            ) from exc
     elif rule.operator != "missing" and rule.value is None:
-        raise ToolError(f"Rule on {rule.field!r} with operator {rule.operator!r} needs a value to compare with.")
+        raise ToolError(
+            f"Rule on {rule.field!r} with operator {rule.operator!r} needs a value to compare with.",
+            correction=Correction(f"rule on {rule.field!r} has no value", parameter="rules"),
+        )
     flagged = []
     for row, record in enumerate(data, start=1):
         value = record.get(rule.field)

@@ -34,22 +34,23 @@ from docx.text.paragraph import Paragraph as DocxParagraph
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from openpyxl.utils.exceptions import InvalidFileException
 from pydantic import BaseModel, Field
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
     Trash,
     UndoAction,
-    changes,
+    close_fonts,
+    closest_choice,
     existing_file,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -288,13 +289,22 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         suffix = SUFFIX_OF_FORMAT[fmt]
         target = resolve(raw)
         if target.is_dir():
-            raise ToolError(f"{target} is a folder. Give a file path inside it, e.g. {target / ('output' + suffix)}.")
+            raise ToolError(
+                f"{target} is a folder. Give a file path inside it, e.g. {target / ('output' + suffix)}.",
+                correction=Correction(f"{raw!r} is a folder, not a file", parameter="output_path"),
+            )
         if target.suffix.lower() != suffix:
-            raise ToolError(f"output_path must end with {suffix} for a {fmt} file, e.g. {target.with_suffix(suffix)}.")
+            raise ToolError(
+                f"output_path must end with {suffix} for a {fmt} file, e.g. {target.with_suffix(suffix)}.",
+                correction=Correction(
+                    f"output_path does not end with {suffix}",
+                    parameter="output_path",
+                    suggested_value=str(target.with_suffix(suffix)),
+                ),
+            )
         return target
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_text(
         path: Annotated[str, Field(description="Path of the document: .pdf, .docx, .xlsx, .html, .md, .txt or .csv.")],
     ) -> ExtractedText:
@@ -321,12 +331,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             notes=notes,
         )
 
-    @server.tool(
-        # May replace an existing output_path (kept in the trash first); a second call without one writes a new file.
-        annotations=changes(destructive=True, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    # May replace an existing output_path (kept in the trash first); a second call without one writes a new file.
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def convert_format(
         path: Annotated[str, Field(description="Path of the document to convert.")],
         target_format: Annotated[
@@ -350,18 +356,27 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         target: Format | None = TARGET_ALIASES.get(wanted)
         if target is None:
             raise ToolError(
-                f"Unknown target_format {target_format!r}. Use one of: pdf, docx, html, md, txt, csv, xlsx."
+                f"Unknown target_format {target_format!r}. Use one of: pdf, docx, html, md, txt, csv, xlsx.",
+                correction=Correction(
+                    f"unknown target_format {target_format!r}",
+                    parameter="target_format",
+                    suggested_value=closest_choice(wanted, list(TARGET_ALIASES)),
+                ),
             )
         if target not in CONVERSIONS[source_format]:
             raise ToolError(
-                f"Converting {source_format} to {target} is not supported. Supported conversions: {_pairs()}."
+                f"Converting {source_format} to {target} is not supported. Supported conversions: {_pairs()}.",
+                correction=Correction(f"{source_format} cannot be converted to {target}", parameter="target_format"),
             )
         if output_path is None:
             destination = _free_name(source, SUFFIX_OF_FORMAT[target])
         else:
             destination = output_file(output_path, target)
         if destination == source:
-            raise ToolError(f"output_path is the source file itself ({source}). Choose another output_path.")
+            raise ToolError(
+                f"output_path is the source file itself ({source}). Choose another output_path.",
+                correction=Correction("output_path is the source file itself", parameter="output_path"),
+            )
         notes: list[str] = []
         if source_format == "xlsx" and target == "csv":
             data = _xlsx_to_csv(source, notes)
@@ -385,8 +400,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             notes=notes,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def diff_documents(
         path_a: Annotated[str, Field(description="Path of the first (older) document.")],
         path_b: Annotated[str, Field(description="Path of the second (newer) document.")],
@@ -417,7 +431,15 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         units_a, units_b = _diff_units(doc_a, granularity), _diff_units(doc_b, granularity)
         if max(len(units_a), len(units_b)) > MAX_DIFF_UNITS:
             advice = "compare smaller parts" if granularity == "paragraph" else 'use granularity "paragraph"'
-            raise ToolError(f"The documents have more than {MAX_DIFF_UNITS} {granularity}s; {advice}.")
+            coarser = None if granularity == "paragraph" else "paragraph"
+            raise ToolError(
+                f"The documents have more than {MAX_DIFF_UNITS} {granularity}s; {advice}.",
+                correction=Correction(
+                    f"more than {MAX_DIFF_UNITS} {granularity}s to compare",
+                    parameter="granularity",
+                    suggested_value=coarser,
+                ),
+            )
         found = _unit_changes(units_a, units_b, "\n" if granularity == "paragraph" else " ")
         counts = {kind: sum(1 for c in found if c.kind == kind) for kind in ("changed", "added", "removed")}
         truncated = len(diff_lines) > MAX_DIFF_LINES or len(found) > MAX_CHANGES
@@ -442,11 +464,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             truncated=truncated,
         )
 
-    @server.tool(
-        annotations=changes(destructive=True, idempotent=True),  # replaces an existing output_path (trash first)
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def create_pdf(
         content: Annotated[
             str,
@@ -470,7 +488,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         document.create_docx. To fill in a PDF form, use document.fill_pdf_form.
         """
         if not content.strip():
-            raise ToolError("content is empty. Give the text of the PDF, e.g. '# Title\\n\\nFirst paragraph.'")
+            raise ToolError(
+                "content is empty. Give the text of the PDF, e.g. '# Title\\n\\nFirst paragraph.'",
+                correction=Correction("content is empty", parameter="content"),
+            )
         target = output_file(output_path, "pdf")
         blocks = _parse_markdown(content)
         background = None
@@ -478,7 +499,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             if not template.strip().lower().endswith(".pdf"):
                 raise ToolError(
                     f"template {template!r} is not a PDF path. Give the path of a PDF whose first page becomes "
-                    "the background (e.g. a letterhead), or omit template."
+                    "the background (e.g. a letterhead), or omit template.",
+                    correction=Correction(f"template {template!r} is not a PDF", parameter="template"),
                 )
             background = existing_file(resolve(template), template)
         data, pages = _pdf_bytes(blocks, _title(blocks), background)
@@ -487,11 +509,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             **written.model_dump(), pages=pages, template=str(background) if background is not None else None
         )
 
-    @server.tool(
-        annotations=changes(destructive=True, idempotent=True),  # replaces an existing output_path (trash first)
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def fill_pdf_form(
         path: Annotated[str, Field(description="Path of the PDF form to fill in.")],
         fields: Annotated[
@@ -515,15 +533,26 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if not form:
             raise ToolError(
                 f"{source} has no fillable form fields. To put text in a new PDF use document.create_pdf; "
-                "to read this one use document.extract_text."
+                "to read this one use document.extract_text.",
+                correction=Correction(
+                    f"{source.name} has no fillable form fields", suggested_tool="document.create_pdf"
+                ),
             )
         if not fields:
-            raise ToolError(f"fields is empty. The form's fields are: {_field_list(form)}.")
+            raise ToolError(
+                f"fields is empty. The form's fields are: {_field_list(form)}.",
+                correction=Correction("fields is empty", parameter="fields"),
+            )
         unknown = [name for name in fields if name not in form]
         if unknown:
             raise ToolError(
                 f"No form field named {', '.join(repr(n) for n in unknown)} in {source}. "
-                f"The form's fields are: {_field_list(form)}."
+                f"The form's fields are: {_field_list(form)}.",
+                correction=Correction(
+                    f"no form field named {', '.join(repr(n) for n in unknown)}",
+                    parameter="fields",
+                    suggested_value=_renamed_fields(fields, list(form)),
+                ),
             )
         values = {name: _field_value(name, form[name], value) for name, value in fields.items()}
         writer = PdfWriter(clone_from=reader)
@@ -541,11 +570,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         written = save(target, buffer.getvalue(), reason="overwritten by fill_pdf_form")
         return FilledForm(**written.model_dump(), fields_filled=len(filled), filled=filled, empty_fields=empty)
 
-    @server.tool(
-        annotations=changes(destructive=True, idempotent=True),  # replaces an existing output_path (trash first)
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def merge_pdfs(
         paths: Annotated[list[str], Field(description="Paths of the PDFs to join, in the order they should appear.")],
         output_path: Annotated[str, Field(description="Path of the merged PDF to write, ending in .pdf.")],
@@ -556,14 +581,22 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         a PDF contains, use document.extract_text.
         """
         if len(paths) < 2:
-            raise ToolError("Give at least two PDFs in paths to merge. To copy one PDF, use filesystem.copy_file.")
+            raise ToolError(
+                "Give at least two PDFs in paths to merge. To copy one PDF, use filesystem.copy_file.",
+                correction=Correction(
+                    "fewer than two PDFs to merge", suggested_tool="filesystem.copy_file" if paths else ""
+                ),
+            )
         target = output_file(output_path, "pdf")
         sources = [existing_file(resolve(raw), raw) for raw in paths]
         writer = PdfWriter()
         counts = []
-        for source in sources:
+        for raw, source in zip(paths, sources, strict=True):
             if _format_of(source) != "pdf":
-                raise ToolError(f"{source} is not a PDF. Convert it first with document.convert_format.")
+                raise ToolError(
+                    f"{source} is not a PDF. Convert it first with document.convert_format.",
+                    correction=Correction(f"{source.name} is not a PDF", rejected=raw),
+                )
             reader = _open_pdf(source)
             counts.append(len(reader.pages))
             writer.append(reader)
@@ -577,11 +610,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             pages_per_source=counts,
         )
 
-    @server.tool(
-        annotations=changes(destructive=True, idempotent=True),  # replaces an existing output_path (trash first)
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def create_docx(
         content: Annotated[
             str,
@@ -606,14 +635,18 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         document.create_pdf.
         """
         if not content.strip():
-            raise ToolError("content is empty. Give the text of the document, e.g. '# Title\\n\\nFirst paragraph.'")
+            raise ToolError(
+                "content is empty. Give the text of the document, e.g. '# Title\\n\\nFirst paragraph.'",
+                correction=Correction("content is empty", parameter="content"),
+            )
         target = output_file(output_path, "docx")
         base = None
         if template is not None:
             if not template.strip().lower().endswith(".docx"):
                 raise ToolError(
                     f"template {template!r} is not a .docx path. Give the path of a Word file whose styles "
-                    "should be used, or omit template."
+                    "should be used, or omit template.",
+                    correction=Correction(f"template {template!r} is not a .docx file", parameter="template"),
                 )
             base = existing_file(resolve(template), template)
         blocks = _parse_markdown(content)
@@ -627,8 +660,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             notes=notes,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def read_spreadsheet(
         path: Annotated[str, Field(description="Path of the spreadsheet: .xlsx, .xlsm, .csv or .tsv.")],
         sheet: Annotated[
@@ -655,7 +687,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         else:
             raise ToolError(
                 f"{file} is a {fmt} file, not a spreadsheet. read_spreadsheet reads .xlsx, .xlsm, .csv and .tsv; "
-                "for other documents use document.extract_text."
+                "for other documents use document.extract_text.",
+                correction=Correction(f"{file.name} is not a spreadsheet", suggested_tool="document.extract_text"),
             )
         if table.header_row is None:
             notes.append("The sheet is empty.")
@@ -687,7 +720,10 @@ def _format_of(path: Path) -> Format:
     if suffix in UNSUPPORTED_SUFFIXES:
         raise ToolError(f"{path}: {suffix} files cannot be read here; {UNSUPPORTED_SUFFIXES[suffix]} first.")
     if suffix in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}:
-        raise ToolError(f"{path} is an image. Read its text with ocr.extract_text_from_image.")
+        raise ToolError(
+            f"{path} is an image. Read its text with ocr.extract_text_from_image.",
+            correction=Correction(f"{path.name} is an image", suggested_tool="ocr.extract_text_from_image"),
+        )
     supported = ", ".join(sorted(FORMAT_OF_SUFFIX))
     raise ToolError(f"{path}: unknown document type {suffix or '(no extension)'!r}. Supported: {supported}.")
 
@@ -733,7 +769,8 @@ def _load_pdf(path: Path) -> LoadedDocument:
     empty = [i for i, text in enumerate(page_texts, 1) if not text.strip()]
     if len(empty) == len(page_texts):
         raise ToolError(
-            f"{path} has no text layer (it is probably scanned). Read it with ocr.extract_text_from_pdf instead."
+            f"{path} has no text layer (it is probably scanned). Read it with ocr.extract_text_from_pdf instead.",
+            correction=Correction(f"{path.name} has no text layer", suggested_tool="ocr.extract_text_from_pdf"),
         )
     notes = []
     if empty:
@@ -1343,18 +1380,21 @@ def _pdf_bytes(blocks: Sequence[Block], title: str | None, background: Path | No
         template_page = _open_pdf(background).pages[0]
         page_size = (float(template_page.mediabox.width), float(template_page.mediabox.height))
     pdf = FPDF(unit="pt", format=page_size)
-    margin = 56.0
-    pdf.set_margins(margin, margin, margin)
-    pdf.set_auto_page_break(True, margin=margin)
-    fonts = _setup_fonts(pdf, blocks)
-    _refuse_undrawable(pdf, fonts, blocks)
-    if title:
-        pdf.set_title(title)
-    pdf.set_creator("Switchboard document.create_pdf")
-    pdf.add_page()
-    for block, number in _numbered(blocks):
-        _draw_block(pdf, fonts, block, number, margin)
-    data = bytes(pdf.output())
+    try:
+        margin = 56.0
+        pdf.set_margins(margin, margin, margin)
+        pdf.set_auto_page_break(True, margin=margin)
+        fonts = _setup_fonts(pdf, blocks)
+        _refuse_undrawable(pdf, fonts, blocks)
+        if title:
+            pdf.set_title(title)
+        pdf.set_creator("Switchboard document.create_pdf")
+        pdf.add_page()
+        for block, number in _numbered(blocks):
+            _draw_block(pdf, fonts, block, number, margin)
+        data = bytes(pdf.output())
+    finally:
+        close_fonts(pdf)
     if template_page is None:
         return data, pdf.pages_count
     writer = PdfWriter()
@@ -1494,7 +1534,12 @@ def _xlsx_sheet(path: Path, sheet: str | None) -> Iterator[tuple[str, list[str],
         else:
             matches = [n for n in names if n == sheet] or [n for n in names if n.lower() == sheet.strip().lower()]
             if not matches:
-                raise ToolError(f"No sheet named {sheet!r} in {path}. Its sheets are: {', '.join(names)}.")
+                raise ToolError(
+                    f"No sheet named {sheet!r} in {path}. Its sheets are: {', '.join(names)}.",
+                    correction=Correction(
+                        f"no sheet named {sheet!r}", parameter="sheet", suggested_value=closest_choice(sheet, names)
+                    ),
+                )
             chosen = matches[0]
         rows = ([_cell_json(v) for v in values] for values in workbook[chosen].iter_rows(values_only=True))
         yield chosen, names, rows
@@ -1614,14 +1659,20 @@ def _field_value(name: str, spec: dict[str, Any], value: Any) -> str:
     """The value to store in field `name`, checked against what the field accepts."""
     kind = str(spec.get("/FT", ""))
     if kind == "/Sig":
-        raise ToolError(f"Field {name!r} is a signature field; it cannot be filled with text.")
+        raise ToolError(
+            f"Field {name!r} is a signature field; it cannot be filled with text.",
+            correction=Correction(f"field {name!r} is a signature field", parameter="fields"),
+        )
     if kind == "/Btn":
         states = [str(s) for s in spec.get("/_States_", [])]
         on_states = [s for s in states if s != "/Off"]
         wanted = str(value).strip().lower()
         if value is True or wanted in ("true", "yes", "on", "checked", "x", "1"):
             if not on_states:
-                raise ToolError(f"Field {name!r} is a button with no 'on' state; it cannot be checked.")
+                raise ToolError(
+                    f"Field {name!r} is a button with no 'on' state; it cannot be checked.",
+                    correction=Correction(f"field {name!r} cannot be checked", parameter="fields"),
+                )
             return on_states[0]
         if value is False or wanted in ("false", "no", "off", "unchecked", "0", ""):
             return "/Off"
@@ -1630,17 +1681,35 @@ def _field_value(name: str, spec: dict[str, Any], value: Any) -> str:
                 return state
         raise ToolError(
             f"Field {name!r} is a checkbox or radio button: give true or false, or one of its states: "
-            f"{', '.join(s.lstrip('/') for s in states)}."
+            f"{', '.join(s.lstrip('/') for s in states)}.",
+            correction=Correction(f"field {name!r} is a checkbox or radio button", parameter="fields"),
         )
     if isinstance(value, dict | list):
-        raise ToolError(f"Field {name!r} takes a single text value, not {type(value).__name__}.")
+        raise ToolError(
+            f"Field {name!r} takes a single text value, not {type(value).__name__}.",
+            correction=Correction(f"field {name!r} takes a single text value", parameter="fields"),
+        )
     text = "" if value is None else str(value)
     if kind == "/Ch":
         options = [o[0] if isinstance(o, list) else o for o in spec.get("/Opt", [])]
         allowed = [str(o) for o in options]
         if allowed and text not in allowed:
-            raise ToolError(f"Field {name!r} is a choice field; use one of: {', '.join(allowed)}.")
+            raise ToolError(
+                f"Field {name!r} is a choice field; use one of: {', '.join(allowed)}.",
+                correction=Correction(f"{text!r} is not a choice of field {name!r}", parameter="fields"),
+            )
     return text
+
+
+def _renamed_fields(fields: dict[str, Any], names: list[str]) -> dict[str, Any] | None:
+    """`fields` with each name the form lacks replaced by its closest real one; None if one has none."""
+    renamed: dict[str, Any] = {}
+    for name, value in fields.items():
+        real = name if name in names else closest_choice(name, names)
+        if real is None:
+            return None
+        renamed[real] = value
+    return renamed
 
 
 def _stored_value(spec: dict[str, Any]) -> str:

@@ -34,13 +34,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.calendar import local_iso, local_midnight, parse_when
-from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve, sqlite_transaction
+from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
+    closest_choice,
+    serve,
+    sqlite_transaction,
+    tool,
+)
 from services.toolhost.settings import ToolHostSettings
 from switchboard.errors import InvalidRequest
 
@@ -253,7 +259,14 @@ class MailArchive:
         if not chosen and wanted == INBOX and len(folders) == 1:
             chosen = folders  # one single mbox is the inbox, whatever its file is called
         if not chosen:
-            raise ToolError(f"There is no mail folder {folder!r}. Folders: {', '.join(folders)}. Omit folder for all.")
+            raise ToolError(
+                f"There is no mail folder {folder!r}. Folders: {', '.join(folders)}. Omit folder for all.",
+                correction=Correction(
+                    f"no mail folder {folder!r}",
+                    parameter="folder",
+                    suggested_value=closest_choice(folder, list(folders)),
+                ),
+            )
         return chosen
 
     def read(self, folders: dict[str, Path]) -> tuple[list[Mail], int]:
@@ -459,7 +472,7 @@ class Query:
                 match.group(2) if match.group(2) is not None else match.group(3),
             )
             if name in ("after", "since", "before"):
-                start = local_midnight(parse_when(value, f"{name}:").day)
+                start = local_midnight(parse_when(value, f"{name}:", parameter="query").day)
                 if name == "before":
                     before = start
                 else:
@@ -546,7 +559,10 @@ def _draft_key(draft_id: int) -> str:
 def _parse_draft_id(raw: str) -> int:
     match = re.fullmatch(r"\s*(?:draft[-_ ]?|#)?(\d+)\s*", raw, re.IGNORECASE)
     if match is None:
-        raise ToolError(f"draft_id {raw!r} is not a draft id. Ids look like draft-3; email.list_drafts shows them.")
+        raise ToolError(
+            f"draft_id {raw!r} is not a draft id. Ids look like draft-3; email.list_drafts shows them.",
+            correction=Correction(f"{raw!r} is not a draft id", parameter="draft_id"),
+        )
     return int(match.group(1))
 
 
@@ -555,12 +571,16 @@ def valid_addresses(values: list[str], what: str) -> list[str]:
     found: list[str] = []
     for raw in values:
         if "\r" in raw or "\n" in raw:
-            raise ToolError(f"{what}: {raw!r} contains a line break; give one address per entry.")
+            raise ToolError(
+                f"{what}: {raw!r} contains a line break; give one address per entry.",
+                correction=Correction(f"{raw!r} contains a line break", parameter=what),
+            )
         pairs = email.utils.getaddresses([raw])
         if not pairs or not all(_ADDRESS.match(address) for _, address in pairs):
             raise ToolError(
                 f"{what}: {raw!r} is not an email address. Give full addresses like name@example.com "
-                "(or 'Name <name@example.com>'); email.search_emails can find someone's address in past mail."
+                "(or 'Name <name@example.com>'); email.search_emails can find someone's address in past mail.",
+                correction=Correction(f"{raw!r} is not an email address", parameter=what),
             )
         found.extend(str(Address(display_name=name, addr_spec=address)) for name, address in pairs)
     return found
@@ -647,11 +667,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             )
         return MailArchive(root)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
     def draft_email(
         to: Annotated[list[str], Field(description="Recipient addresses, e.g. ['ana@example.com'].")],
         subject: Annotated[str, Field(description="The subject line.")],
@@ -665,12 +681,24 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
         """
         recipients = valid_addresses(to, "to")
         if not recipients:
-            raise ToolError("to is empty. Give at least one recipient address, e.g. ['ana@example.com'].")
+            raise ToolError(
+                "to is empty. Give at least one recipient address, e.g. ['ana@example.com'].",
+                correction=Correction("to is empty", parameter="to"),
+            )
         copies = valid_addresses(cc or [], "cc")
         if not subject.strip() or "\n" in subject or "\r" in subject:
-            raise ToolError("subject must be one non-empty line. Give a short subject.")
+            raise ToolError(
+                "subject must be one non-empty line. Give a short subject.",
+                correction=Correction(
+                    "subject is not one non-empty line",
+                    parameter="subject",
+                    suggested_value=" ".join(subject.split()) or None,
+                ),
+            )
         if not body.strip():
-            raise ToolError("body is empty. Write the message text.")
+            raise ToolError(
+                "body is empty. Write the message text.", correction=Correction("body is empty", parameter="body")
+            )
         with drafts.connect() as conn:
             cursor = conn.execute(
                 "INSERT INTO drafts (to_addrs, cc_addrs, subject, body, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -687,8 +715,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             note=f"Saved as a draft; nothing was sent. email.send_draft with draft_id {_draft_key(draft_id)} sends it.",
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def list_drafts(
         limit: Annotated[int, Field(ge=1, le=MAX_RESULTS, description="Most drafts to return, newest first.")] = 20,
     ) -> DraftList:
@@ -704,8 +731,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             ).fetchall()
         return DraftList(drafts=[_to_draft(r) for r in rows[:limit]], total=len(rows))
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def search_emails(
         query: Annotated[
             str,
@@ -741,8 +767,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             unreadable=unreadable,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def summarize_thread(
         thread_id: Annotated[
             str, Field(description="A thread_id from email.search_emails (like t-1a2b3c4d5e), or a Message-ID.")
@@ -761,7 +786,8 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
         members = sorted((m for m in everything if threads[m.message_id] == target), key=_sort_key)
         if not members:
             raise ToolError(
-                f"No thread {thread_id!r} in the mailbox. Get a thread_id from the results of email.search_emails."
+                f"No thread {thread_id!r} in the mailbox. Get a thread_id from the results of email.search_emails.",
+                correction=Correction(f"no thread {thread_id!r}", parameter="thread_id"),
             )
         # The same message can sit in two folders (mail sent to oneself); count it once.
         unique: dict[str, Mail] = {}
@@ -805,11 +831,7 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             messages=[_summary(m, threads[m.message_id]) for m in members],
         )
 
-    @server.tool(
-        annotations=changes(destructive=True, idempotent=False, open_world=True),
-        meta=tool_meta(confirmation_required=True, undo_supported=False, destructive=True),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=True, undoable=False, idempotent=False, open_world=True))
     def send_draft(
         draft_id: Annotated[str, Field(description="The draft to send, like draft-3, from email.draft_email.")],
     ) -> SendResult:
@@ -822,11 +844,15 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
         key = _draft_key(number)
         row = drafts.get(number)
         if row is None:
-            raise ToolError(f"There is no draft {key}. email.list_drafts shows the saved drafts and their ids.")
+            raise ToolError(
+                f"There is no draft {key}. email.list_drafts shows the saved drafts and their ids.",
+                correction=Correction(f"no draft {key}", parameter="draft_id"),
+            )
         if row["status"] == "sent":
             raise ToolError(
                 f"{key} was already sent at {row['sent_at']} (Message-ID {row['message_id']}). It is not sent twice; "
-                "write a new draft with email.draft_email to send it again."
+                "write a new draft with email.draft_email to send it again.",
+                correction=Correction(f"{key} was already sent", parameter="draft_id"),
             )
 
         def not_sent(reason: str, *, attempted: bool) -> SendResult:

@@ -29,8 +29,6 @@ from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 from watchdog.events import (
     EVENT_TYPE_CREATED,
@@ -43,19 +41,19 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
     Trash,
     UndoAction,
-    changes,
     existing_dir,
     existing_file,
     iso,
     missing,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -181,8 +179,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
 
     resolve = sandbox.resolve
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def list_dir(
         path: Annotated[str, Field(description="Absolute path of the folder to list, e.g. ~/Documents.")],
         recursive: Annotated[bool, Field(description="Also list everything in subfolders.")] = False,
@@ -204,8 +201,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             note = f"Only the first {MAX_LIST_ENTRIES} entries are shown; use filter or search_files to narrow."
         return DirListing(path=str(folder), entries=entries, truncated=truncated, note=note)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def read_file(
         path: Annotated[str, Field(description="Absolute path of the text file to read.")],
         encoding: Annotated[str, Field(description='Text encoding of the file, e.g. "utf-8" or "latin-1".')] = "utf-8",
@@ -220,26 +216,27 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if size > MAX_READ_BYTES:
             raise ToolError(
                 f"{file} is {size} bytes, more than read_file's limit of {MAX_READ_BYTES} bytes (1 MiB). "
-                "Use get_metadata for its details, or document.extract_text for a large document."
+                "Use get_metadata for its details, or document.extract_text for a large document.",
+                correction=Correction(
+                    f"the file is larger than read_file's {MAX_READ_BYTES} bytes",
+                    suggested_tool="document.extract_text",
+                ),
             )
         data = file.read_bytes()
         try:
             text = data.decode(encoding)
         except LookupError as exc:
-            raise ToolError(f"Unknown encoding {encoding!r}. Use utf-8, or latin-1 for older files.") from exc
+            raise ToolError(
+                f"Unknown encoding {encoding!r}. Use utf-8, or latin-1 for older files.",
+                correction=_utf8(f"unknown encoding {encoding!r}"),
+            ) from exc
         except UnicodeDecodeError as exc:
-            raise ToolError(_not_text(file, f"it is not valid {encoding}")) from exc
+            raise _not_text(file, f"it is not valid {encoding}", try_latin1=encoding.lower() != "latin-1") from exc
         if "\0" in text:
-            raise ToolError(_not_text(file, "it holds binary data"))
+            raise _not_text(file, "it holds binary data", try_latin1=False)
         return FileContent(path=str(file), content=text, size=size, encoding=encoding)
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
-        ),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def write_file(
         path: Annotated[str, Field(description="Absolute path of the file to create or replace.")],
         content: Annotated[str, Field(description="The complete text to put in the file.")],
@@ -252,13 +249,21 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         target = resolve(path)
         if target.is_dir():
-            raise ToolError(f"{target} is a folder. Give a file path inside it, e.g. {target / 'notes.txt'}.")
+            raise ToolError(
+                f"{target} is a folder. Give a file path inside it, e.g. {target / 'notes.txt'}.",
+                correction=Correction(f"{path!r} is a folder, not a file", parameter="path"),
+            )
         try:
             data = content.encode(encoding)
         except LookupError as exc:
-            raise ToolError(f"Unknown encoding {encoding!r}. Use utf-8.") from exc
+            raise ToolError(
+                f"Unknown encoding {encoding!r}. Use utf-8.", correction=_utf8(f"unknown encoding {encoding!r}")
+            ) from exc
         except UnicodeEncodeError as exc:
-            raise ToolError(f"The content cannot be written as {encoding}: {exc.reason}. Use utf-8.") from exc
+            raise ToolError(
+                f"The content cannot be written as {encoding}: {exc.reason}. Use utf-8.",
+                correction=_utf8(f"the content cannot be written as {encoding}"),
+            ) from exc
         trash_id = None
         if target.exists():
             trash_id = trash.keep(target, move=False, reason="overwritten by write_file").trash_id
@@ -278,13 +283,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[undo],
         )
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
-        meta=tool_meta(confirmation_required=True, undo_supported=True),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def move_file(
         source: Annotated[str, Field(description="Absolute path of the file or folder to move.")],
         destination: Annotated[str, Field(description="Absolute new path, or an existing folder to move it into.")],
@@ -297,14 +296,22 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         src = resolve(source, follow_last=False)
         if not src.is_symlink() and not src.exists():
-            raise ToolError(missing(src, source))
+            raise missing(src, source)
         dst = _into_folder(resolve(destination, follow_last=False), src.name)
         if src.is_dir() and not src.is_symlink() and dst.is_relative_to(src):
-            raise ToolError(f"Cannot move {src} into itself. Choose a destination outside it.")
+            raise ToolError(
+                f"Cannot move {src} into itself. Choose a destination outside it.",
+                correction=Correction("the destination is inside the folder being moved", parameter="destination"),
+            )
         _refuse_existing(dst)
         if not dst.parent.is_dir():
             if not create_dirs:
-                raise ToolError(f"Folder {dst.parent} does not exist. Call again with create_dirs true.")
+                raise ToolError(
+                    f"Folder {dst.parent} does not exist. Call again with create_dirs true.",
+                    correction=Correction(
+                        f"folder {dst.parent} does not exist", parameter="create_dirs", suggested_value=True
+                    ),
+                )
             dst.parent.mkdir(parents=True)
         shutil.move(src, dst)
         log.info("moved %s to %s", src, dst)
@@ -315,13 +322,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[UndoAction(kind="move_back", path=str(dst), original_path=str(src))],
         )
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def copy_file(
         source: Annotated[str, Field(description="Absolute path of the file to copy.")],
         destination: Annotated[str, Field(description="Absolute path of the new copy, or a folder to copy it into.")],
@@ -346,13 +347,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[UndoAction(kind="remove_created", path=str(dst), sha256=sha256_of(dst))],
         )
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-        ),
-        meta=tool_meta(confirmation_required=True, undo_supported=True, destructive=True),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=True, undoable=True, idempotent=False))
     def delete_file(
         path: Annotated[str, Field(description="Absolute path of the file to delete.")],
     ) -> DeleteResult:
@@ -364,9 +359,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         target = resolve(path, follow_last=False)
         if not target.is_symlink():
             if not target.exists():
-                raise ToolError(missing(target, path))
+                raise missing(target, path)
             if target.is_dir():
-                raise ToolError(f"{target} is a folder; delete_file only deletes files. Delete the files inside it.")
+                raise ToolError(
+                    f"{target} is a folder; delete_file only deletes files. Delete the files inside it.",
+                    correction=Correction(f"{path!r} is a folder, not a file", parameter="path"),
+                )
         entry = trash.keep(target, move=True, reason="deleted by delete_file")
         log.info("trashed %s as %s", target, entry.trash_id)
         return DeleteResult(
@@ -377,8 +375,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[UndoAction(kind="restore_trash", path=str(target), trash_id=entry.trash_id)],
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def search_files(
         path: Annotated[str, Field(description="Absolute path of the folder to search in, subfolders included.")],
         pattern: Annotated[
@@ -402,8 +399,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         )
         return SearchResult(path=str(folder), pattern=pattern, matches=found, truncated=truncated)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_metadata(
         path: Annotated[str, Field(description="Absolute path of the file or folder.")],
     ) -> Metadata:
@@ -413,7 +409,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         target = resolve(path, follow_last=False)
         if not target.is_symlink() and not target.exists():
-            raise ToolError(missing(target, path))
+            raise missing(target, path)
         info = target.lstat()
         return Metadata(
             name=target.name,
@@ -427,11 +423,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             mime_type=mimetypes.guess_type(target.name)[0],
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
     def watch_folder(
         path: Annotated[str, Field(description="Absolute path of the folder to watch; its subfolders are included.")],
         callback_id: Annotated[
@@ -450,10 +442,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         folder = existing_dir(resolve(path), path)
         if not callback_id.strip():
-            raise ToolError("callback_id is empty. Give a short label for this watcher, e.g. 'downloads-pdf'.")
+            raise ToolError(
+                "callback_id is empty. Give a short label for this watcher, e.g. 'downloads-pdf'.",
+                correction=Correction("callback_id is empty", parameter="callback_id"),
+            )
         globs = patterns or []
         if any(not g.strip() for g in globs):
-            raise ToolError('patterns holds an empty glob. Give name globs like "*.pdf", or omit patterns.')
+            raise ToolError(
+                'patterns holds an empty glob. Give name globs like "*.pdf", or omit patterns.',
+                correction=Correction("patterns holds an empty glob", parameter="patterns"),
+            )
         watcher_id, events = watchers.add(folder, globs, callback_id)
         log.info("watching %s as %s (callback %s, patterns %s)", folder, watcher_id, callback_id, globs)
         return WatchResult(
@@ -553,14 +551,38 @@ def _refuse_existing(destination: Path) -> None:
     if destination.is_symlink() or destination.exists():
         raise ToolError(
             f"{destination} already exists and will not be overwritten. Choose another name, "
-            "or delete_file it first (it goes to the trash)."
+            "or delete_file it first (it goes to the trash).",
+            correction=Correction(f"{destination} already exists", parameter="destination"),
         )
 
 
-def _not_text(path: Path, why: str) -> str:
-    return (
+def _utf8(problem: str) -> Correction:
+    return Correction(problem, parameter="encoding", suggested_value="utf-8")
+
+
+# Files read_file cannot read as text, and the tool that reads each kind.
+_READ_BY_SUFFIX = {
+    **dict.fromkeys((".pdf", ".docx", ".html", ".htm", ".xlsx"), "document.extract_text"),
+    **dict.fromkeys((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"), "ocr.extract_text_from_image"),
+}
+
+
+def _not_text(path: Path, why: str, *, try_latin1: bool) -> ToolError:
+    """The error for a file that is not text; its correction names the tool for the file's kind, or
+    latin-1 for a text file that is not valid in the encoding tried."""
+    problem = f"{path.name} is not a text file ({why})"
+    correction: Correction | None
+    reader = _READ_BY_SUFFIX.get(path.suffix.lower())
+    if reader is not None:
+        correction = Correction(problem, suggested_tool=reader)
+    elif try_latin1:
+        correction = Correction(problem, parameter="encoding", suggested_value="latin-1")
+    else:
+        correction = None
+    return ToolError(
         f"{path} is not a text file ({why}). For PDF, DOCX or HTML use document.extract_text; for images "
-        "use ocr.extract_text_from_image; for an older text file try encoding latin-1."
+        "use ocr.extract_text_from_image; for an older text file try encoding latin-1.",
+        correction=correction,
     )
 
 

@@ -1,10 +1,15 @@
-"""What every MCP server of the tool host shares: annotations, error reporting, the trash, undo records.
+"""What every MCP server of the tool host shares: effects, error reporting, the trash, undo records.
 
 A server module builds an `MCPServer` in `build_server(settings)` and runs it with `serve(build_server,
-name)`. Tools raise `ToolError` (or a `switchboard.errors.InvalidRequest`, or let an `OSError` out)
-with a message that says what went wrong and how to correct the call; `report_expected_failures`
-turns the latter two into tool errors. A tool that changes files returns `undo` actions in its
-structured output; the tool host stores them and carries them out on `sb undo`.
+name)`. Each tool is registered with `@tool(server, Effects...)`: one statement of what it does to the
+person's world, from which both its MCP annotations and Switchboard's `_meta` flags are derived.
+
+Tools raise `ToolError` (or a `switchboard.errors.InvalidRequest`, or let an `OSError` out) with a
+message that says what went wrong and how to correct the call; when the error also names the fix (a
+parameter's better value, or a tool that would do what was asked), it carries a `Correction`, which
+travels in the error result's `_meta` so the tool host gets it as data. A tool that changes files
+returns `undo` actions in its structured output; the tool host stores them and carries them out on
+`sb undo`.
 """
 
 from __future__ import annotations
@@ -12,107 +17,330 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import inspect
 import json
+import logging
 import os
 import shutil
 import sqlite3
 import tempfile
+import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
+from fpdf import FPDF
+from fpdf.fonts import TTFFont
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.server.mcpserver.exceptions import ToolError as McpToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from services.toolhost.sandbox import PathOutsideSandbox
+from services.toolhost.servers import (
+    META_CONFIRMATION_REQUIRED,
+    META_CORRECTION,
+    META_DESTRUCTIVE,
+    META_UNDO_SUPPORTED,
+)
 from services.toolhost.settings import ToolHostSettings
 from switchboard.errors import InvalidRequest
 from switchboard.telemetry import setup_logging
 
 __all__ = [
+    "Correction",
+    "Effects",
     "ToolError",
     "Trash",
     "TrashEntry",
+    "UndeclaredUndo",
     "UndoAction",
-    "changes",
+    "close_fonts",
+    "closest_choice",
     "existing_dir",
     "existing_file",
     "iso",
     "missing",
-    "read_only",
     "report_expected_failures",
     "serve",
     "sha256_of",
     "sqlite_transaction",
+    "tool",
     "write_atomically",
 ]
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
+# How the SDK words a tool's anticipated failure (`Tool.run`); a failure that carries a correction is
+# answered here rather than by the SDK, in the same words.
+ERROR_PREFIX = "Error executing tool {tool}: "
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def read_only() -> ToolAnnotations:
-    """Annotations of a tool that only reads."""
-    return ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+@dataclass(frozen=True)
+class Effects:
+    """What a tool does to the person's world, said once; its MCP annotations and `_meta` flags follow.
+
+    - `reads()`: changes nothing of the person's (files, mail, calendar, tasks, clipboard, desktop).
+      Bookkeeping a server keeps for itself (a search index it can rebuild, a history of texts read)
+      does not count. Runs without asking: readOnlyHint, no confirmation.
+    - `changes(...)`: everything else; a person confirms the call first.
+      - `destructive`: the call exists to remove something the person has (even into the trash), or
+        its effect cannot be taken back (a sent email). The policy asks for a typed confirmation. An
+        overwrite that keeps the old file in the trash and returns an undo is not destructive.
+      - `undoable`: the tool returns `undo` actions (`UndoAction`) for what it changed. `tool` checks
+        this against the result type at registration and against every result at call time.
+      - `idempotent`: the same call again changes nothing more.
+      - `open_world`: the call reaches beyond this machine's files (starts programs, sends mail).
+    """
+
+    read_only: bool
+    destructive: bool
+    undoable: bool
+    idempotent: bool
+    open_world: bool
+
+    def __post_init__(self) -> None:
+        if self.read_only and (self.destructive or self.undoable):
+            raise ValueError("a tool that only reads can be neither destructive nor undone")
+
+    @classmethod
+    def reads(cls) -> Effects:
+        """A tool that only reads."""
+        return cls(read_only=True, destructive=False, undoable=False, idempotent=True, open_world=False)
+
+    @classmethod
+    def changes(cls, *, destructive: bool, undoable: bool, idempotent: bool, open_world: bool = False) -> Effects:
+        """A tool that changes something of the person's."""
+        return cls(
+            read_only=False, destructive=destructive, undoable=undoable, idempotent=idempotent, open_world=open_world
+        )
+
+    @property
+    def confirmation_required(self) -> bool:
+        return not self.read_only
+
+    def annotations(self) -> ToolAnnotations:
+        """MCP's hints, every one set."""
+        return ToolAnnotations(
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=self.open_world,
+        )
+
+    def meta(self) -> dict[str, bool]:
+        """Switchboard's flags for the tool's `_meta`, false ones included."""
+        return {
+            META_CONFIRMATION_REQUIRED: self.confirmation_required,
+            META_UNDO_SUPPORTED: self.undoable,
+            META_DESTRUCTIVE: self.destructive,
+        }
 
 
-def changes(*, destructive: bool, idempotent: bool, open_world: bool = False) -> ToolAnnotations:
-    """Annotations of a tool that changes something."""
-    return ToolAnnotations(
-        read_only_hint=False, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=open_world
-    )
+@dataclass(frozen=True)
+class Correction:
+    """What a failed call should change: the wrong parameter, and a value or a tool that would work.
+
+    `suggested_value` is only ever a value a retry can use as it is: one derived from the call and what
+    is there (the closest existing name, the caller's own name with the right suffix, the allowed choice
+    nearest the one given, a flag to set), never a made-up example. `suggested_tool` is a tool that would
+    do what was asked when this one would not. `problem` says what was wrong, in a few words.
+
+    A helper that refuses a value without knowing which parameter carried it (`missing` gets a path,
+    not a parameter name) gives the value as `rejected`; `tool` names the parameter from the call's
+    arguments. On the wire it is the `switchboard.v1.Correction` fields, strings all (`wire`).
+    """
+
+    problem: str
+    parameter: str = ""
+    suggested_value: Any = None
+    suggested_tool: str = ""
+    rejected: Any = None
+
+    def named_for(self, arguments: Mapping[str, Any]) -> Correction:
+        """This correction with `parameter` set to the argument that carried `rejected`.
+
+        When that argument is a list, the suggestion becomes the whole list with the one entry replaced,
+        so a retry can pass it as it is.
+        """
+        if self.parameter or self.rejected is None:
+            return self
+        for name, value in arguments.items():
+            if value == self.rejected:
+                return replace(self, parameter=name)
+            if isinstance(value, list) and self.rejected in value:
+                suggested = self.suggested_value
+                if suggested is not None:
+                    suggested = [suggested if item == self.rejected else item for item in value]
+                return replace(self, parameter=name, suggested_value=suggested)
+        return self
+
+    def wire(self) -> dict[str, str]:
+        """The `_meta` form: the fields of `switchboard.v1.Correction`, the suggested value as JSON text."""
+        return {
+            "parameter": self.parameter,
+            "problem": self.problem,
+            "suggested_value_json": "" if self.suggested_value is None else json.dumps(self.suggested_value),
+            "suggested_tool": self.suggested_tool,
+        }
+
+
+class ToolError(McpToolError):
+    """A failure the tool saw coming. The message tells the model how to correct the call; `correction`,
+    when the fix is known, says the same as data."""
+
+    def __init__(self, message: str, *, correction: Correction | None = None) -> None:
+        super().__init__(message)
+        self.correction = correction
+
+
+class UndeclaredUndo(RuntimeError):
+    """A tool returned undo actions while its `Effects` say it is not undoable (a bug in the server)."""
+
+
+def closest_choice(given: str, choices: Sequence[str]) -> str | None:
+    """The allowed choice nearest to `given` (ignoring case), if one is near enough to be what was meant."""
+    by_folded = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(given.strip().lower(), list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else None
 
 
 def report_expected_failures(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn refusals and OS errors into tool errors, whose text the model reads and can act on."""
 
     @functools.wraps(fn)
-    def tool(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def reported(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
+        except PathOutsideSandbox as exc:
+            correction = Correction(f"{exc.raw!r} is outside the allowed folders", rejected=exc.raw)
+            raise ToolError(str(exc), correction=correction) from exc
         except InvalidRequest as exc:
             raise ToolError(str(exc)) from exc
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise ToolError(f"{exc.strerror or exc}{where}. Check the path and permissions, then try again.") from exc
 
-    return tool
+    return reported
 
 
-def missing(path: Path, raw: str) -> str:
-    """Why `raw` cannot be used: it does not exist; with the closest name in its folder, if one is close.
+def tool(server: MCPServer, effects: Effects) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Register the decorated function as a tool of `server`, with the annotations and `_meta` of `effects`.
+
+    The registered tool also reports expected failures (`report_expected_failures`), answers a failure
+    that carries a `Correction` with the correction in the result's `_meta`, and refuses to return undo
+    actions its `effects` do not declare. The function itself is returned unchanged.
+    """
+
+    def register(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(f"tool {fn.__name__}: kit.tool registers plain functions (the SDK runs them in a thread)")
+        _check_result_type(fn, effects)
+        server.tool(annotations=effects.annotations(), meta=effects.meta())(_guarded(fn, effects))
+        return fn
+
+    return register
+
+
+def _check_result_type(fn: Callable[..., Any], effects: Effects) -> None:
+    """A tool is undoable exactly when its result type has an `undo` field: a tool without one cannot
+    return undo actions, and a declared-undoable tool must have somewhere to put them."""
+    result = typing.get_type_hints(fn).get("return")
+    has_undo = isinstance(result, type) and issubclass(result, BaseModel) and "undo" in result.model_fields
+    if has_undo != effects.undoable:
+        raise TypeError(
+            f"tool {fn.__name__}: its Effects say undoable={effects.undoable}, but its result type "
+            f"{getattr(result, '__name__', result)} {'has' if has_undo else 'has no'} `undo` field"
+        )
+
+
+def _guarded(fn: Callable[_P, _R], effects: Effects) -> Callable[_P, Any]:
+    name = fn.__name__
+    reported = report_expected_failures(fn)
+
+    @functools.wraps(fn)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+        try:
+            result = reported(*args, **kwargs)
+        except ToolError as exc:
+            if exc.correction is None:
+                raise
+            return _failure_with_correction(name, str(exc), exc.correction.named_for(kwargs))
+        if not effects.undoable and _undo_actions(result):
+            raise UndeclaredUndo(
+                f"tool {name} returned undo actions, but its Effects do not declare it undoable; declare "
+                "Effects.changes(undoable=True) so the tool host and the person know it can be undone"
+            )
+        return result
+
+    return call
+
+
+def _undo_actions(result: Any) -> list[Any]:
+    undo = result.get("undo") if isinstance(result, dict) else getattr(result, "undo", None)
+    return list(undo or [])
+
+
+def _failure_with_correction(tool_name: str, message: str, correction: Correction) -> CallToolResult:
+    """The error result the SDK would give for `message`, with the correction in its `_meta`."""
+    log.info("Tool %r failed: %r (correction for %r)", tool_name, message, correction.parameter or "the tool")
+    return CallToolResult(
+        content=[TextContent(type="text", text=ERROR_PREFIX.format(tool=tool_name) + message)],
+        is_error=True,
+        _meta={META_CORRECTION: correction.wire()},
+    )
+
+
+def _folder_of(raw: str) -> str:
+    """The folder part of a path as the caller wrote it ('' when it names no folder)."""
+    stripped = raw.rstrip("/")
+    return stripped.rsplit("/", 1)[0] if "/" in stripped else ""
+
+
+def missing(path: Path, raw: str) -> ToolError:
+    """The error for `raw`, which does not exist; with the closest name in its folder, if one is close.
 
     The suggestion is the correction a retry can use ("Did you mean '…'?"), written the way the caller
     wrote the path, so it stays inside the same folder and the same sandbox check applies to it.
     """
     message = f"{raw!r} does not exist ({path})."
+    problem = f"{raw!r} does not exist"
     try:
         siblings = [entry.name for entry in path.parent.iterdir()] if path.parent.is_dir() else []
     except OSError:
         siblings = []
     close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.75)
     if close:
-        folder = raw.rstrip("/").rsplit("/", 1)[0] if "/" in raw.rstrip("/") else ""
+        folder = _folder_of(raw)
         suggestion = f"{folder}/{close[0]}" if folder else close[0]
-        return f"{message} Did you mean {suggestion!r}?"
-    return f"{message} Check the name with filesystem.list_dir or filesystem.search_files."
+        return ToolError(
+            f"{message} Did you mean {suggestion!r}?",
+            correction=Correction(problem, suggested_value=suggestion, rejected=raw),
+        )
+    return ToolError(
+        f"{message} Check the name with filesystem.list_dir or filesystem.search_files.",
+        correction=Correction(problem, rejected=raw),
+    )
 
 
 def existing_dir(path: Path, raw: str) -> Path:
     """`path` if it is a folder, else a tool error that says what it is instead."""
     if not path.exists():
-        raise ToolError(missing(path, raw))
+        raise missing(path, raw)
     if not path.is_dir():
+        folder = _folder_of(raw)
         raise ToolError(
             f"{path} is a file, not a folder. Give the folder that contains it, or use filesystem.read_file "
-            "or filesystem.get_metadata for the file itself."
+            "or filesystem.get_metadata for the file itself.",
+            correction=Correction(f"{raw!r} is a file, not a folder", suggested_value=folder or None, rejected=raw),
         )
     return path
 
@@ -120,10 +348,21 @@ def existing_dir(path: Path, raw: str) -> Path:
 def existing_file(path: Path, raw: str) -> Path:
     """`path` if it is a file, else a tool error that says what it is instead."""
     if not path.exists():
-        raise ToolError(missing(path, raw))
+        raise missing(path, raw)
     if path.is_dir():
-        raise ToolError(f"{path} is a folder, not a file. Use filesystem.list_dir to see what is inside.")
+        raise ToolError(
+            f"{path} is a folder, not a file. Use filesystem.list_dir to see what is inside.",
+            correction=Correction(f"{raw!r} is a folder, not a file", rejected=raw),
+        )
     return path
+
+
+def close_fonts(pdf: FPDF) -> None:
+    """Close the font files an fpdf2 document opened: fontTools reads them lazily and keeps them open,
+    and a file left for the garbage collector is a ResourceWarning at some later, unrelated moment."""
+    for font in pdf.fonts.values():
+        if isinstance(font, TTFFont):
+            font.ttfont.close()
 
 
 def iso(timestamp: float) -> str:

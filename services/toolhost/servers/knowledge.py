@@ -27,20 +27,20 @@ from typing import Annotated, Any
 
 import numpy as np
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.toolhost.sandbox import Sandbox
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
-    changes,
+    Correction,
+    Effects,
+    ToolError,
+    closest_choice,
     existing_dir,
     missing,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
 )
 from services.toolhost.settings import ToolHostSettings
 from switchboard.settings import default_embedding_path
@@ -302,7 +302,12 @@ def _normalise_types(file_types: list[str] | None) -> list[str]:
         if kind is None:
             raise ToolError(
                 f"Unsupported file type {raw!r}. Use some of: {', '.join(FILE_TYPES)} (or omit file_types for all). "
-                "For images use ocr.extract_text_from_image."
+                "For images use ocr.extract_text_from_image.",
+                correction=Correction(
+                    f"unsupported file type {raw!r}",
+                    suggested_value=closest_choice(name, list(FILE_TYPES)),
+                    rejected=raw,
+                ),
             )
         if kind not in types:
             types.append(kind)
@@ -508,11 +513,8 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
     def embed_one(text: str) -> Vectors:
         return encoder()([text])[0]
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=True),
-        meta=tool_meta(confirmation_required=False, undo_supported=False),
-    )
-    @report_expected_failures
+    # Writes only this server's own index, which it can rebuild from the files: nothing of the person's changes.
+    @tool(server, Effects.reads())
     def index_folder(
         path: Annotated[str, Field(description="Folder whose documents should become searchable.")],
         recursive: Annotated[bool, Field(description="Also index the documents in subfolders.")] = True,
@@ -549,8 +551,7 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
             total_documents=total,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def search_documents(
         query: Annotated[str, Field(description="What to look for, in plain words; matched by meaning, not spelling.")],
         top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many passages to return.")] = 5,
@@ -565,7 +566,10 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
         filesystem.search_files.
         """
         if not query.strip():
-            raise ToolError("The query is empty. Say in a few words what to look for.")
+            raise ToolError(
+                "The query is empty. Say in a few words what to look for.",
+                correction=Correction("the query is empty", parameter="query"),
+            )
         folder = resolve(filter_path) if filter_path else None
         with closing(index.connect()) as db:
             rows, matrix = _load_rows(db, sandbox, folder)
@@ -576,8 +580,7 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
         results = _rank(rows, matrix, embed_one(query), top_k, set())
         return SearchResult(query=query, results=results, chunks_searched=len(rows))
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def ask_about_files(
         question: Annotated[str, Field(description="The question to find evidence for in the indexed documents.")],
         context_docs: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many passages to return.")] = 5,
@@ -589,7 +592,10 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
         knowledge.search_documents.
         """
         if not question.strip():
-            raise ToolError("The question is empty. Ask it in plain words.")
+            raise ToolError(
+                "The question is empty. Ask it in plain words.",
+                correction=Correction("the question is empty", parameter="question"),
+            )
         with closing(index.connect()) as db:
             rows, matrix = _load_rows(db, sandbox)
         if matrix is None:
@@ -604,11 +610,8 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
             lines.append(f"[{number}] {where} (score {source.score:.2f}):\n{source.text}")
         return AnswerMaterial(question=question, answer="\n\n".join(lines), sources=sources, weak_match=weak)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=True),
-        meta=tool_meta(confirmation_required=False, undo_supported=False),
-    )
-    @report_expected_failures
+    # Like index_folder: only the server's own index changes.
+    @tool(server, Effects.reads())
     def update_index(
         path: Annotated[str, Field(description="Folder whose index should be brought up to date.")],
     ) -> UpdateResult:
@@ -630,7 +633,7 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
             if not folder.exists():
                 where, params = _under(folder)
                 if not db.execute(f"SELECT 1 FROM files WHERE {where} LIMIT 1", params).fetchone():
-                    raise ToolError(missing(folder, path))
+                    raise missing(folder, path)
                 with db:  # the whole folder is gone: so are its documents
                     removed = db.execute(f"DELETE FROM files WHERE {where}", params).rowcount
                     db.execute(f"DELETE FROM folders WHERE {where}", params)
@@ -649,8 +652,7 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
             failed=report.failed,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_related_chunks(
         text: Annotated[
             str,
@@ -666,7 +668,10 @@ def build_server(settings: ToolHostSettings, knowledge: KnowledgeSettings | None
         """
         reference = text.strip()
         if not reference:
-            raise ToolError("text is empty. Give a passage, or the path of an indexed file.")
+            raise ToolError(
+                "text is empty. Give a passage, or the path of an indexed file.",
+                correction=Correction("text is empty", parameter="text"),
+            )
         with closing(index.connect()) as db:
             rows, matrix = _load_rows(db, sandbox)
             file = None

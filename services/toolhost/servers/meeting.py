@@ -24,20 +24,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
     Trash,
     UndoAction,
-    changes,
     existing_file,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -611,8 +610,7 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
     def load(transcript: str) -> tuple[str, Path | None]:
         return _load_transcript(transcript, resolve)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def transcribe_audio(
         path: Annotated[str, Field(description="The recording: WAV, or FLAC/OGG and others sox can read.")],
         language: Annotated[
@@ -632,7 +630,8 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
         if diarize:
             raise ToolError(
                 "Telling speakers apart (diarize) is not available: it needs a diarization model such as "
-                "pyannote.audio, which is not installed here. Call again with diarize false."
+                "pyannote.audio, which is not installed here. Call again with diarize false.",
+                correction=Correction("diarize is not available here", parameter="diarize", suggested_value=False),
             )
         wanted = language.strip().lower() or "en"
         if meeting.whisper_model:
@@ -645,14 +644,14 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
         if wanted not in ENGLISH:
             raise ToolError(
                 f"Only English can be transcribed here (pocketsphinx has the US English model only), not {language!r}. "
-                "For other languages set SWITCHBOARD_WHISPER_MODEL to a faster-whisper model folder."
+                "For other languages set SWITCHBOARD_WHISPER_MODEL to a faster-whisper model folder.",
+                correction=Correction(f"language {language!r} cannot be transcribed here", parameter="language"),
             )
         with tempfile.TemporaryDirectory(prefix="switchboard-audio-") as temp:
             segments, duration = _pocketsphinx(_as_pcm16k(audio, Path(temp)))
         return _transcript(audio, segments, duration, "pocketsphinx (en-us)", "en")
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_action_items(
         transcript: Annotated[
             str, Field(description="The meeting transcript text, or the path of a transcript file (.txt, .md, .vtt).")
@@ -672,8 +671,7 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
             source=str(source) if source else "text",
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_commitments(
         transcript: Annotated[
             str, Field(description="The meeting transcript text, or the path of a transcript file (.txt, .md, .vtt).")
@@ -695,11 +693,7 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
             source=str(source) if source else "text",
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=True),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
     def generate_minutes(
         transcript: Annotated[
             str, Field(description="The meeting transcript text, or the path of a transcript file (.txt, .md, .vtt).")
@@ -726,12 +720,23 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
         suffix = target.suffix.lower()
         if suffix not in {".md", ".markdown", ".txt", ".docx"}:
             raise ToolError(
-                f"Cannot write minutes as {suffix or 'a file without extension'}: end output_path in .md or .docx."
+                f"Cannot write minutes as {suffix or 'a file without extension'}: end output_path in .md or .docx.",
+                correction=Correction(
+                    "output_path does not end in .md or .docx",
+                    parameter="output_path",
+                    suggested_value=str(target.with_suffix(".md")) if target.name else None,
+                ),
             )
         if target.is_dir():
-            raise ToolError(f"{target} is a folder. Give a file path inside it, e.g. {target / 'minutes.md'}.")
+            raise ToolError(
+                f"{target} is a folder. Give a file path inside it, e.g. {target / 'minutes.md'}.",
+                correction=Correction(f"{output_path!r} is a folder, not a file", parameter="output_path"),
+            )
         if source is not None and target == source:
-            raise ToolError("output_path is the transcript file itself. Choose another name for the minutes.")
+            raise ToolError(
+                "output_path is the transcript file itself. Choose another name for the minutes.",
+                correction=Correction("output_path is the transcript file itself", parameter="output_path"),
+            )
         parsed = parse_transcript(text)
         commitments, decisions, open_questions = find_commitments(parsed)
         attendees, attendees_from = _attendees(parsed)
@@ -812,7 +817,10 @@ def _load_transcript(transcript: str, resolve: Callable[[str], Path]) -> tuple[s
     """The transcript text, read from the file it names when it is a path (checked against the sandbox)."""
     value = transcript.strip()
     if not value:
-        raise ToolError("The transcript is empty. Give the transcript text, or the path of a transcript file.")
+        raise ToolError(
+            "The transcript is empty. Give the transcript text, or the path of a transcript file.",
+            correction=Correction("the transcript is empty", parameter="transcript"),
+        )
     if not _looks_like_path(value):
         return transcript, None
     path = existing_file(resolve(value), value)
@@ -826,7 +834,8 @@ def _load_transcript(transcript: str, resolve: Callable[[str], Path]) -> tuple[s
     if b"\0" in data[:8192]:
         raise ToolError(
             f"{path} is not a text file. For a recording use meeting.transcribe_audio first; for a PDF use "
-            "document.extract_text."
+            "document.extract_text.",
+            correction=Correction(f"{path.name} is not a text file", parameter="transcript"),
         )
     try:
         return data.decode("utf-8-sig"), path

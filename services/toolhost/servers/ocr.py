@@ -22,12 +22,10 @@ import pypdfium2 as pdfium
 import pytesseract
 from dateutil import parser as date_parser
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from services.toolhost.servers import tool_meta
-from services.toolhost.servers.kit import existing_file, read_only, report_expected_failures, serve
+from services.toolhost.servers.kit import Correction, Effects, ToolError, closest_choice, existing_file, serve, tool
 from services.toolhost.settings import ToolHostSettings
 
 log = logging.getLogger("services.toolhost.servers.ocr")  # not "__main__" under `python -m`
@@ -161,8 +159,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
     resolve = sandbox.resolve
     timeout = settings.call_timeout_seconds
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_text_from_image(
         path: Annotated[
             str, Field(description="Path of the picture: PNG, JPEG, TIFF, BMP, GIF or WebP (a scan or a photo).")
@@ -209,8 +206,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             notes=notes,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_text_from_pdf(
         path: Annotated[str, Field(description="Path of the PDF, typically a scan without selectable text.")],
         pages: Annotated[
@@ -249,8 +245,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             )
         return PdfText(path=str(file), page_count=count, pages=results, notes=notes)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_structured_data(
         text: Annotated[
             str, Field(description="The text to search, usually the output of ocr.extract_text_from_image.")
@@ -274,7 +269,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if not text.strip():
             raise ToolError(
                 "text is empty. Read the file first with ocr.extract_text_from_image (pictures) or "
-                "ocr.extract_text_from_pdf (scans), then pass the text it returns."
+                "ocr.extract_text_from_pdf (scans), then pass the text it returns.",
+                correction=Correction("text is empty", parameter="text"),
             )
         wanted = _schema_fields(schema)
         candidates = _candidates(text)
@@ -296,8 +292,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             notes=notes,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def extract_table(
         path: Annotated[str, Field(description="Path of a picture or a PDF that shows a table.")],
         page: Annotated[
@@ -316,14 +311,17 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if file.suffix.lower() == PDF_SUFFIX:
             file = _pdf_file(file, path)
             with _open_pdf(file) as document:
-                _page_numbers([number], len(document))
+                _page_numbers([number], len(document), parameter="page")
                 image, _ = _render_page(document, number)
         else:
             file = _image_file(file, path)
             with _open_image(file) as opened:
                 frames = getattr(opened, "n_frames", 1)
                 if number > frames:
-                    raise ToolError(f"page {number} does not exist: {file} has {frames} frame(s).")
+                    raise ToolError(
+                        f"page {number} does not exist: {file} has {frames} frame(s).",
+                        correction=Correction(f"page {number} does not exist", parameter="page"),
+                    )
                 opened.seek(number - 1)
                 image = _prepared(opened)
         words = _recognise(image, DEFAULT_LANGUAGE, timeout, TABLE_PAGE_SEGMENTATION).words
@@ -366,11 +364,15 @@ def _image_file(path: Path, raw: str) -> Path:
     file = existing_file(path, raw)
     suffix = file.suffix.lower()
     if suffix == PDF_SUFFIX:
-        raise ToolError(f"{file} is a PDF. Use ocr.extract_text_from_pdf for scanned PDFs.")
+        raise ToolError(
+            f"{file} is a PDF. Use ocr.extract_text_from_pdf for scanned PDFs.",
+            correction=Correction(f"{file.name} is a PDF", suggested_tool="ocr.extract_text_from_pdf"),
+        )
     if suffix not in IMAGE_SUFFIXES:
         raise ToolError(
             f"{file} is not a picture this reads ({', '.join(sorted(IMAGE_SUFFIXES))}). For documents with text "
-            "use document.extract_text."
+            "use document.extract_text.",
+            correction=Correction(f"{file.name} is not a picture", suggested_tool="document.extract_text"),
         )
     return file
 
@@ -378,7 +380,15 @@ def _image_file(path: Path, raw: str) -> Path:
 def _pdf_file(path: Path, raw: str) -> Path:
     file = existing_file(path, raw)
     if file.suffix.lower() != PDF_SUFFIX:
-        raise ToolError(f"{file} is not a PDF. For a picture use ocr.extract_text_from_image.")
+        picture = file.suffix.lower() in IMAGE_SUFFIXES
+        raise ToolError(
+            f"{file} is not a PDF. For a picture use ocr.extract_text_from_image.",
+            correction=Correction(
+                f"{file.name} is not a PDF",
+                suggested_tool="ocr.extract_text_from_image" if picture else "",
+                rejected=None if picture else raw,
+            ),
+        )
     return file
 
 
@@ -431,16 +441,25 @@ def _open_pdf(path: Path) -> _PdfDocument:
     return _PdfDocument(path)
 
 
-def _page_numbers(pages: Sequence[int] | None, count: int) -> list[int]:
+def _page_numbers(pages: Sequence[int] | None, count: int, parameter: str = "pages") -> list[int]:
     if pages is None:
         return list(range(1, count + 1))
     wrong = [p for p in pages if not 1 <= p <= count]
     if wrong:
+        existing = [p for p in pages if 1 <= p <= count]
         raise ToolError(
-            f"Page(s) {', '.join(map(str, wrong))} do not exist: the PDF has {count} page(s), 1 to {count}."
+            f"Page(s) {', '.join(map(str, wrong))} do not exist: the PDF has {count} page(s), 1 to {count}.",
+            correction=Correction(
+                f"page(s) {', '.join(map(str, wrong))} do not exist",
+                parameter=parameter,
+                suggested_value=existing if parameter == "pages" and existing else None,
+            ),
         )
     if not pages:
-        raise ToolError(f"pages is empty. Give page numbers from 1 to {count}, or omit pages to read all.")
+        raise ToolError(
+            f"pages is empty. Give page numbers from 1 to {count}, or omit pages to read all.",
+            correction=Correction("pages is empty", parameter=parameter),
+        )
     return list(dict.fromkeys(pages))
 
 
@@ -471,10 +490,16 @@ def _language(language: str) -> str:
     usable = sorted(lang for lang in installed if lang != "osd")
     wrong = [p for p in parts if p not in installed or p == "osd"]
     if not parts or wrong:
+        close = [p if p not in wrong else closest_choice(p, usable) for p in parts]
         raise ToolError(
             f"Tesseract language {', '.join(repr(w) for w in wrong) or repr(language)} is not installed here. "
             f"Installed: {', '.join(usable) or 'none'}. "
-            "Others come as Debian packages named tesseract-ocr-<code>, e.g. tesseract-ocr-deu for German."
+            "Others come as Debian packages named tesseract-ocr-<code>, e.g. tesseract-ocr-deu for German.",
+            correction=Correction(
+                f"language {language!r} is not installed",
+                parameter="language",
+                suggested_value="+".join(str(p) for p in close) if parts and None not in close else None,
+            ),
         )
     return "+".join(parts)
 
@@ -697,7 +722,8 @@ def _schema_fields(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if not fields:
         raise ToolError(
             'schema names no fields. Give a JSON Schema like {"type": "object", "properties": {"invoice_number": '
-            '{"type": "string"}, "total": {"type": "number"}, "date": {"type": "string", "format": "date"}}}.'
+            '{"type": "string"}, "total": {"type": "number"}, "date": {"type": "string", "format": "date"}}}.',
+            correction=Correction("schema names no fields", parameter="schema"),
         )
     return fields
 

@@ -30,22 +30,21 @@ from typing import Annotated, Literal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
     Trash,
     UndoAction,
-    changes,
     existing_dir,
     existing_file,
     iso,
     missing,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -693,9 +692,12 @@ class KeyStore:
         return bytes(row[0]) if row else None
 
 
-def _refuse_key_store(path: Path, store: KeyStore, what: str) -> None:
+def _refuse_key_store(path: Path, store: KeyStore, what: str, parameter: str) -> None:
     if path.is_relative_to(store.folder.resolve()):
-        raise ToolError(f"The {what} {path} is inside the key store folder; choose a path outside {store.folder}.")
+        raise ToolError(
+            f"The {what} {path} is inside the key store folder; choose a path outside {store.folder}.",
+            correction=Correction(f"the {what} is inside the key store folder", parameter=parameter),
+        )
 
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
@@ -709,8 +711,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         instructions="Find personal data, leaked secrets and duplicate files; propose clean-ups; encrypt files.",
     )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def scan_for_pii(
         path: Annotated[str, Field(description="File or folder to scan; folders are scanned with all subfolders.")],
         types: Annotated[
@@ -728,8 +729,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         kinds: list[str] = list(dict.fromkeys(types)) if types else list(PII_KINDS)
         return _scan(target, PII_DETECTORS, kinds)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def scan_for_secrets(
         path: Annotated[str, Field(description="File or folder to scan; folders are scanned with all subfolders.")],
     ) -> ScanResult:
@@ -742,8 +742,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         target = _existing(resolve(path), path)
         return _scan(target, SECRET_DETECTORS, sorted(SECRET_KINDS - {"generic_secret"}) + ["generic_secret"])
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def find_duplicates(
         path: Annotated[str, Field(description="Folder to look in, subfolders included.")],
         method: Annotated[
@@ -803,8 +802,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             findings=findings,
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def propose_cleanup(
         findings: Annotated[
             list[ReportedFinding],
@@ -841,11 +839,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         )
         return CleanupProposal(actions=actions, reclaimable_bytes=reclaimable, note=note)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def encrypt_file(
         path: Annotated[str, Field(description="The file to encrypt; it is left as it is.")],
         output_path: Annotated[
@@ -859,19 +853,38 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         afterwards, use filesystem.delete_file (it goes to the trash).
         """
         source = existing_file(resolve(path), path)
-        _refuse_key_store(source, keys, "file to encrypt")
+        _refuse_key_store(source, keys, "file to encrypt", "path")
         target = resolve(output_path) if output_path else source.with_name(source.name + ENC_SUFFIX)
-        _refuse_key_store(target, keys, "output path")
+        _refuse_key_store(target, keys, "output path", "output_path")
         if target.is_dir():
-            raise ToolError(f"{target} is a folder. Give a file path, e.g. {target / (source.name + ENC_SUFFIX)}.")
+            raise ToolError(
+                f"{target} is a folder. Give a file path, e.g. {target / (source.name + ENC_SUFFIX)}.",
+                correction=Correction(
+                    f"{output_path!r} is a folder, not a file",
+                    parameter="output_path",
+                    suggested_value=str(target / (source.name + ENC_SUFFIX)),
+                ),
+            )
         if target == source:
-            raise ToolError("output_path is the file itself. Choose another name, or omit output_path.")
+            raise ToolError(
+                "output_path is the file itself. Choose another name, or omit output_path.",
+                correction=Correction(
+                    "output_path is the file itself",
+                    parameter="output_path",
+                    suggested_value=str(source.with_name(source.name + ENC_SUFFIX)),
+                ),
+            )
         size = source.stat().st_size
         if size > MAX_ENCRYPT_BYTES:
             raise ToolError(f"{source} is {size} bytes; encrypt_file handles files up to 1 GiB.")
         with source.open("rb") as f:
             if f.read(len(ENC_MAGIC)) == ENC_MAGIC:
-                raise ToolError(f"{source} is already encrypted by security.encrypt_file; use security.decrypt_file.")
+                raise ToolError(
+                    f"{source} is already encrypted by security.encrypt_file; use security.decrypt_file.",
+                    correction=Correction(
+                        f"{source.name} is already encrypted", suggested_tool="security.decrypt_file"
+                    ),
+                )
         plaintext = source.read_bytes()
         key_id, key = keys.new_key(source, target)
         nonce = os.urandom(12)
@@ -892,11 +905,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[_undo_for(target, trash_id)],
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def decrypt_file(
         path: Annotated[str, Field(description="The .enc file made by security.encrypt_file.")],
         output_path: Annotated[
@@ -915,17 +924,32 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         elif source.name.endswith(ENC_SUFFIX) and len(source.name) > len(ENC_SUFFIX):
             target = source.with_name(source.name[: -len(ENC_SUFFIX)])
         else:
-            raise ToolError(f"{source} does not end in {ENC_SUFFIX}; give output_path for the decrypted file.")
+            raise ToolError(
+                f"{source} does not end in {ENC_SUFFIX}; give output_path for the decrypted file.",
+                correction=Correction(f"{source.name} does not end in {ENC_SUFFIX}", parameter="output_path"),
+            )
         if target.is_dir():
-            raise ToolError(f"{target} is a folder. Give a file path inside it for the decrypted file.")
+            plain_name = source.name.removesuffix(ENC_SUFFIX) if source.name.endswith(ENC_SUFFIX) else ""
+            raise ToolError(
+                f"{target} is a folder. Give a file path inside it for the decrypted file.",
+                correction=Correction(
+                    f"{output_path!r} is a folder, not a file",
+                    parameter="output_path",
+                    suggested_value=str(target / plain_name) if plain_name else None,
+                ),
+            )
         if target == source:
-            raise ToolError("output_path is the encrypted file itself. Choose another name.")
-        _refuse_key_store(target, keys, "output path")
+            raise ToolError(
+                "output_path is the encrypted file itself. Choose another name.",
+                correction=Correction("output_path is the encrypted file itself", parameter="output_path"),
+            )
+        _refuse_key_store(target, keys, "output path", "output_path")
         data = source.read_bytes()
         if len(data) < ENC_HEADER_BYTES + 16 or not data.startswith(ENC_MAGIC):
             raise ToolError(
                 f"{source} is not a file encrypted by security.encrypt_file (its header is missing), "
-                "so it cannot be decrypted here."
+                "so it cannot be decrypted here.",
+                correction=Correction(f"{source.name} is not encrypted by security.encrypt_file", parameter="path"),
             )
         header = data[:ENC_HEADER_BYTES]
         key_id = str(uuid.UUID(bytes=header[len(ENC_MAGIC) : len(ENC_MAGIC) + 16]))
@@ -960,7 +984,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
 
 def _existing(path: Path, raw: str) -> Path:
     if not path.exists():
-        raise ToolError(missing(path, raw))
+        raise missing(path, raw)
     return path
 
 

@@ -27,17 +27,16 @@ from mcp.server.mcpserver import MCPServer
 from PIL import ImageGrab
 from pydantic import BaseModel, Field
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
     ToolError,
     UndoAction,
-    changes,
     iso,
     missing,
-    read_only,
-    report_expected_failures,
     serve,
     sha256_of,
+    tool,
 )
 from services.toolhost.settings import ToolHostSettings
 
@@ -130,8 +129,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         instructions="This computer: hardware and OS facts, running processes, opening programs, screenshots.",
     )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_system_info() -> SystemInfo:
         """Describe this computer: OS, kernel, CPU model and cores, memory, GPUs, free disk space, uptime.
 
@@ -160,8 +158,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             display=_display(),
         )
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def list_processes(
         filter: Annotated[
             str | None,
@@ -195,11 +192,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             filter=filter,
         )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False, open_world=True),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False, open_world=True))
     def open_application(
         app_name: Annotated[
             str,
@@ -219,14 +212,13 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if command is None:
             problems.append(_not_found(app_name))
         if display is None or command is None:
-            raise ToolError(f"Cannot open {app_name!r}: " + "; and ".join(problems) + ".")
+            not_installed = None
+            if command is None:
+                not_installed = Correction(f"{app_name!r} is not installed here", parameter="app_name")
+            raise ToolError(f"Cannot open {app_name!r}: " + "; and ".join(problems) + ".", correction=not_installed)
         return _launch(command, display)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False, open_world=True),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False, open_world=True))
     def open_file_with(
         path: Annotated[str, Field(description="Absolute path of the file (or folder) to open.")],
         app: Annotated[
@@ -241,7 +233,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         """
         target = resolve(path)
         if not target.exists():
-            raise ToolError(missing(target, path))
+            raise missing(target, path)
         problems = []
         display = _display()
         if display is None:
@@ -256,14 +248,14 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             if command is None:
                 problems.append(_not_found(app))
         if display is None or command is None:
-            raise ToolError(f"Cannot open {target}: " + "; and ".join(problems) + ".")
+            no_program = None
+            if command is None:
+                what = f"{app!r} is not installed here" if app is not None else "xdg-open is not installed"
+                no_program = Correction(what, parameter="app")
+            raise ToolError(f"Cannot open {target}: " + "; and ".join(problems) + ".", correction=no_program)
         return _launch([*command, str(target)], display)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=False, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
     def take_screenshot(
         region: Annotated[
             dict[str, Any] | None,
@@ -408,11 +400,17 @@ def _program_command(name: str, resolve: Callable[[str], Path]) -> list[str] | N
     """The command that starts `name`: a program on PATH, a menu entry (.desktop file), or a sandboxed path."""
     name = name.strip()
     if not name:
-        raise ToolError('No program was named. Give its command or menu name, e.g. "firefox".')
+        raise ToolError(
+            'No program was named. Give its command or menu name, e.g. "firefox".',
+            correction=Correction("no program was named", rejected=name),
+        )
     if os.sep in name:
         program = resolve(name)
         if not (program.is_file() and os.access(program, os.X_OK)):
-            raise ToolError(f"{program} is not an executable program. Give a program name like 'firefox' instead.")
+            raise ToolError(
+                f"{program} is not an executable program. Give a program name like 'firefox' instead.",
+                correction=Correction(f"{name!r} is not an executable program", rejected=name),
+            )
         return [str(program)]
     for candidate in dict.fromkeys([name, name.lower(), name.lower().replace(" ", "-"), name.lower().replace(" ", "")]):
         found = shutil.which(candidate)
@@ -509,19 +507,29 @@ def _box(region: dict[str, Any], screen_width: int, screen_height: int) -> tuple
     if set(region) != expected:
         raise ToolError(
             f'region needs exactly the keys x, y, width, height, e.g. {{"x": 0, "y": 0, "width": 400, "height": 300}};'
-            f" got {sorted(region)}. Omit region for the whole screen."
+            f" got {sorted(region)}. Omit region for the whole screen.",
+            correction=Correction("region needs exactly the keys x, y, width, height", parameter="region"),
         )
     values = {}
     for key in sorted(expected):
         value = region[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-            raise ToolError(f"region {key} must be a whole number of pixels, not {value!r}.")
+            raise ToolError(
+                f"region {key} must be a whole number of pixels, not {value!r}.",
+                correction=Correction(f"region {key} is not a whole number", parameter="region"),
+            )
         values[key] = int(value)
     x, y, width, height = values["x"], values["y"], values["width"], values["height"]
     if x < 0 or y < 0 or width < 1 or height < 1 or x + width > screen_width or y + height > screen_height:
+        left, top = max(x, 0), max(y, 0)
+        right, bottom = min(x + width, screen_width), min(y + height, screen_height)
+        inside = None
+        if right > left and bottom > top:
+            inside = {"x": left, "y": top, "width": right - left, "height": bottom - top}
         raise ToolError(
             f"region x={x}, y={y}, width={width}, height={height} does not fit the screen, which is "
-            f"{screen_width}x{screen_height} pixels. Give a region inside it, or omit region."
+            f"{screen_width}x{screen_height} pixels. Give a region inside it, or omit region.",
+            correction=Correction("region does not fit the screen", parameter="region", suggested_value=inside),
         )
     return x, y, x + width, y + height
 

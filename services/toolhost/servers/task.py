@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from services.toolhost.servers import tool_meta
 from services.toolhost.servers.calendar import (
     CalendarStore,
     Event,
@@ -31,7 +29,15 @@ from services.toolhost.servers.calendar import (
     local_midnight,
     parse_when,
 )
-from services.toolhost.servers.kit import changes, read_only, report_expected_failures, serve, sqlite_transaction
+from services.toolhost.servers.kit import (
+    Correction,
+    Effects,
+    ToolError,
+    closest_choice,
+    serve,
+    sqlite_transaction,
+    tool,
+)
 from services.toolhost.settings import ToolHostSettings
 
 log = logging.getLogger("services.toolhost.servers.task")  # not "__main__" under `python -m`
@@ -193,15 +199,46 @@ def _priority(value: Any) -> int:
         except ValueError:
             number = None
     if number is None or not number.is_integer() or not 1 <= number <= 5:
-        raise ToolError(f"priority {value!r} is not valid. Use a whole number from 1 (urgent) to 5 (someday).")
+        raise ToolError(
+            f"priority {value!r} is not valid. Use a whole number from 1 (urgent) to 5 (someday).",
+            correction=Correction(f"priority {value!r} is not valid", parameter="priority"),
+        )
     return int(number)
 
 
 def _status(value: Any) -> Status:
     status = STATUS_WORDS.get(str(value).strip().lower())
     if status is None:
-        raise ToolError(f"status {value!r} is not valid. Use pending or completed.")
+        close = closest_choice(str(value), list(STATUS_WORDS))
+        raise ToolError(
+            f"status {value!r} is not valid. Use pending or completed.",
+            correction=Correction(
+                f"status {value!r} is not valid",
+                parameter="status",
+                suggested_value=None if close is None else STATUS_WORDS[close],
+            ),
+        )
     return status
+
+
+def _known_fields(updates: dict[str, Any]) -> dict[str, Any] | None:
+    """`updates` with each field that cannot change renamed to the closest one that can; None if one has none."""
+    renamed: dict[str, Any] = {}
+    for field, value in updates.items():
+        known = field if field in UPDATABLE else closest_choice(field, UPDATABLE)
+        if known is None:
+            return None
+        renamed[known] = value
+    return renamed
+
+
+def _within_updates(exc: ToolError, updates: dict[str, Any], field: str) -> ToolError:
+    """A field's error as an error of the `updates` argument: a value suggested for the field becomes
+    the whole of `updates` with that field set to it, which a retry can pass as it is."""
+    fixed = exc.correction.suggested_value if exc.correction is not None else None
+    problem = exc.correction.problem if exc.correction is not None else str(exc)
+    suggested = None if fixed is None else {**updates, field: fixed}
+    return ToolError(str(exc), correction=Correction(problem, parameter="updates", suggested_value=suggested))
 
 
 def build_server(settings: ToolHostSettings) -> MCPServer:
@@ -213,11 +250,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         instructions="A local to-do list: tasks with priority 1 (urgent) to 5 (someday) and optional due dates.",
     )
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=False),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
     def create_task(
         title: Annotated[str, Field(description="What has to be done, short, e.g. 'Send the invoice to ACME'.")],
         description: Annotated[str | None, Field(description="More detail about the task.")] = None,
@@ -236,7 +269,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         appointment at a fixed time use calendar.create_event instead.
         """
         if not title.strip():
-            raise ToolError("title is empty. Say what has to be done, e.g. 'Send the invoice'.")
+            raise ToolError(
+                "title is empty. Say what has to be done, e.g. 'Send the invoice'.",
+                correction=Correction("title is empty", parameter="title"),
+            )
         due, deadline = _due(due_date) if due_date else (None, None)
         now = _now_utc()
         with store.connect() as conn:
@@ -252,8 +288,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         log.info("created task %d %r", task_id, task.title)
         return CreatedTask(task_id=task_id, task=task)
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def list_tasks(
         status: Annotated[
             Literal["pending", "completed", "overdue"] | None,
@@ -283,11 +318,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         found = store.select(" AND ".join(clauses) or "1", tuple(args))
         return TaskList(tasks=found[:limit], total=len(found), truncated=len(found) > limit)
 
-    @server.tool(
-        annotations=changes(destructive=False, idempotent=True),
-        meta=tool_meta(confirmation_required=True, undo_supported=False),
-    )
-    @report_expected_failures
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))
     def update_task(
         task_id: Annotated[int, Field(description="The task's id, as shown by task.list_tasks.")],
         updates: Annotated[
@@ -308,39 +339,66 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if current is None:
             raise ToolError(
                 f"There is no task with id {task_id}. Find task ids with task.list_tasks "
-                "(or task.get_overdue for late tasks)."
+                "(or task.get_overdue for late tasks).",
+                correction=Correction(f"no task with id {task_id}", parameter="task_id"),
             )
         unknown = sorted(set(updates) - set(UPDATABLE))
         if unknown:
-            raise ToolError(f"Cannot update {', '.join(unknown)}. Fields that can change: {', '.join(UPDATABLE)}.")
+            raise ToolError(
+                f"Cannot update {', '.join(unknown)}. Fields that can change: {', '.join(UPDATABLE)}.",
+                correction=Correction(
+                    f"{', '.join(unknown)} cannot be updated",
+                    parameter="updates",
+                    suggested_value=_known_fields(updates),
+                ),
+            )
         if not updates:
-            raise ToolError(f"updates is empty. Give the fields to change, from: {', '.join(UPDATABLE)}.")
+            raise ToolError(
+                f"updates is empty. Give the fields to change, from: {', '.join(UPDATABLE)}.",
+                correction=Correction("updates is empty", parameter="updates"),
+            )
         columns: dict[str, Any] = {}
         new_values: dict[str, Any] = {}
         for field, value in updates.items():
-            if field in ("title", "description"):
-                if not isinstance(value, str) or (field == "title" and not value.strip()):
-                    raise ToolError(f"{field} must be {'non-empty ' if field == 'title' else ''}text.")
-                columns[field] = new_values[field] = value.strip() if field == "title" else value
-            elif field == "source":
-                if value not in SOURCES:
-                    raise ToolError(f"source {value!r} is not valid. Use one of: {', '.join(SOURCES)}.")
-                columns["source"] = new_values["source"] = value
-            elif field == "priority":
-                columns["priority"] = new_values["priority"] = _priority(value)
-            elif field == "due_date":
-                if value is None or (isinstance(value, str) and not value.strip()):
-                    columns["due"] = columns["deadline_utc"] = new_values["due_date"] = None
-                elif isinstance(value, str):
-                    columns["due"], columns["deadline_utc"] = _due(value)
-                    new_values["due_date"] = columns["due"]
+            try:
+                if field in ("title", "description"):
+                    if not isinstance(value, str) or (field == "title" and not value.strip()):
+                        raise ToolError(
+                            f"{field} must be {'non-empty ' if field == 'title' else ''}text.",
+                            correction=Correction(f"{field} is not text", parameter=field),
+                        )
+                    columns[field] = new_values[field] = value.strip() if field == "title" else value
+                elif field == "source":
+                    if value not in SOURCES:
+                        raise ToolError(
+                            f"source {value!r} is not valid. Use one of: {', '.join(SOURCES)}.",
+                            correction=Correction(
+                                f"source {value!r} is not valid",
+                                parameter="source",
+                                suggested_value=closest_choice(str(value), SOURCES),
+                            ),
+                        )
+                    columns["source"] = new_values["source"] = value
+                elif field == "priority":
+                    columns["priority"] = new_values["priority"] = _priority(value)
+                elif field == "due_date":
+                    if value is None or (isinstance(value, str) and not value.strip()):
+                        columns["due"] = columns["deadline_utc"] = new_values["due_date"] = None
+                    elif isinstance(value, str):
+                        columns["due"], columns["deadline_utc"] = _due(value)
+                        new_values["due_date"] = columns["due"]
+                    else:
+                        raise ToolError(
+                            f"due_date {value!r} must be text, e.g. 2024-05-03, or null to clear it.",
+                            correction=Correction(f"due_date {value!r} is not text", parameter="due_date"),
+                        )
                 else:
-                    raise ToolError(f"due_date {value!r} must be text, e.g. 2024-05-03, or null to clear it.")
-            else:
-                status = _status(value)
-                columns["status"] = new_values["status"] = status
-                if status != current.status:
-                    columns["completed_at"] = _now_utc() if status == "completed" else None
+                    status = _status(value)
+                    columns["status"] = new_values["status"] = status
+                    if status != current.status:
+                        columns["completed_at"] = _now_utc() if status == "completed" else None
+            except ToolError as exc:
+                raise _within_updates(exc, updates, field) from exc
         before = current.model_dump()
         changed = [name for name, value in new_values.items() if before[name] != value]
         if changed:
@@ -353,8 +411,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         assert task is not None
         return UpdateResult(success=True, task=task, changed=changed, previous={name: before[name] for name in changed})
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def get_overdue() -> OverdueTasks:
         """List every pending task whose due date or due time has already passed, most urgent first.
 
@@ -365,8 +422,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         found = store.select("status = 'pending' AND deadline_utc < ?", (now,))
         return OverdueTasks(now=local_iso(datetime.fromisoformat(now)), tasks=found, count=len(found))
 
-    @server.tool(annotations=read_only(), meta=tool_meta(confirmation_required=False, undo_supported=False))
-    @report_expected_failures
+    @tool(server, Effects.reads())
     def daily_briefing(
         date: Annotated[
             str | None,

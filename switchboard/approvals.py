@@ -1,0 +1,149 @@
+"""Approvals: the gateway's permission for one execution of one exact call, and its single use.
+
+The gateway grants an `Approval` when its policy lets a call through (a call that only reads) or a
+person confirms one. The approval names the run, step, tool, the SHA-256 of the exact arguments, the
+message's idempotency key, a random nonce, an expiry and who granted it, and is signed over all of
+them with the install's approval key. The tool host runs a call only after `refusal` finds nothing
+wrong with it and `consume` has recorded its nonce as used, in one atomic Redis command; a second
+use of the same approval, on the stream or over gRPC, is refused as a replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from enum import StrEnum
+
+import redis.asyncio as aioredis
+
+from switchboard import keys
+from switchboard.v1 import switchboard_pb2 as pb
+
+# The tool name an undo of a step is approved for.
+UNDO = "undo"
+
+
+class Refusal(StrEnum):
+    """Why the tool host would not honour an approval (also its audit and metric label)."""
+
+    MISSING = "missing"
+    FORGED = "forged"
+    MISMATCHED = "mismatched"
+    EXPIRED = "expired"
+    REPLAYED = "replayed"
+    INSUFFICIENT = "insufficient"
+
+
+EXPLANATIONS = {
+    Refusal.MISSING: "the call carries no approval from the gateway",
+    Refusal.FORGED: "the approval's signature is not the gateway's",
+    Refusal.MISMATCHED: "the approval was given for a different call",
+    Refusal.EXPIRED: "the approval has expired; confirm the step again",
+    Refusal.REPLAYED: "the approval was already used once; an approval runs a call only once",
+    Refusal.INSUFFICIENT: "this tool changes things and needs a person's confirmation, not the policy's",
+}
+
+
+class ApprovalRefused(Exception):
+    """A call's approval was not honoured; `reason` says which check failed."""
+
+    def __init__(self, reason: Refusal) -> None:
+        super().__init__(EXPLANATIONS[reason])
+        self.reason = reason
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def arguments_digest(arguments_json: str) -> str:
+    return hashlib.sha256(arguments_json.encode()).hexdigest()
+
+
+def _signed_part(approval: pb.Approval) -> bytes:
+    fields = (
+        approval.run_id,
+        str(approval.step),
+        approval.tool,
+        approval.arguments_sha256,
+        approval.idempotency_key,
+        approval.nonce,
+        str(approval.expires_unix_ms),
+        str(int(approval.kind)),
+    )
+    return "\x1f".join(fields).encode()
+
+
+def _signature(key: str, approval: pb.Approval) -> str:
+    return hmac.new(key.encode(), _signed_part(approval), hashlib.sha256).hexdigest()
+
+
+def grant(
+    key: str,
+    *,
+    run_id: str,
+    step: int,
+    tool: str,
+    arguments_json: str,
+    idempotency_key: str,
+    kind: pb.GrantKind,
+    ttl_seconds: float,
+) -> pb.Approval:
+    """A signed approval of exactly this call, usable once within `ttl_seconds`."""
+    approval = pb.Approval(
+        run_id=run_id,
+        step=step,
+        tool=tool,
+        arguments_sha256=arguments_digest(arguments_json),
+        idempotency_key=idempotency_key,
+        nonce=secrets.token_hex(16),
+        expires_unix_ms=now_ms() + int(ttl_seconds * 1000),
+        kind=kind,
+    )
+    approval.signature = _signature(key, approval)
+    return approval
+
+
+def refusal(
+    key: str,
+    approval: pb.Approval,
+    *,
+    run_id: str,
+    step: int,
+    tool: str,
+    arguments_json: str,
+    changes: bool,
+    at_ms: int | None = None,
+) -> Refusal | None:
+    """What is wrong with `approval` for this call (None: nothing). Checks everything but single use,
+    which `consume` settles. A call of a tool that `changes` things needs a person's approval."""
+    if not approval.signature:
+        return Refusal.MISSING
+    if not hmac.compare_digest(approval.signature, _signature(key, approval)):
+        return Refusal.FORGED
+    named = (approval.run_id, approval.step, approval.tool, approval.arguments_sha256)
+    if named != (run_id, step, tool, arguments_digest(arguments_json)):
+        return Refusal.MISMATCHED
+    if (at_ms if at_ms is not None else now_ms()) >= approval.expires_unix_ms:
+        return Refusal.EXPIRED
+    if changes and approval.kind != pb.GRANT_KIND_PERSON:
+        return Refusal.INSUFFICIENT
+    return None
+
+
+async def consume(redis: aioredis.Redis, approval: pb.Approval, message_key: str | None = None) -> Refusal | None:
+    """Use the approval up, or say why it cannot be: it was used before (REPLAYED), or it arrived in a
+    stream message other than the one it was given for (MISMATCHED, and it stays unused). The use is
+    one `SET NX`, so of two uses racing on any path exactly one wins. The record outlives the expiry,
+    after which the approval is refused anyway."""
+    used = keys.approval_used_key(approval.nonce)
+    if await redis.exists(used):
+        return Refusal.REPLAYED
+    if message_key is not None and approval.idempotency_key != message_key:
+        return Refusal.MISMATCHED
+    remaining_ms = max(1, approval.expires_unix_ms - now_ms())
+    if not await redis.set(used, approval.idempotency_key, nx=True, px=remaining_ms + 60_000):
+        return Refusal.REPLAYED
+    return None

@@ -1,0 +1,301 @@
+"""A run's one record and its events: what the API serves and the orchestrator keeps.
+
+Each run is one `switchboard.v1.Run` under `sb:run:{id}`. The planner owns it: it writes each step as
+it routes it, each result as it comes back, and the answer, and keeps its own working state in the same
+record (`orchestration_json`). The gateway, the edge, writes only what happens at the edge: the run's
+creation, the policy's judgement of a routed call, a person's decision, an undo.
+
+Every write is an optimistic transaction (WATCH/MULTI) that retries when another writer changed the
+record meanwhile, and the run's events (`sb:run-events:{id}`, what watchers read) are appended in the
+same transaction as the change they describe. So a message handled twice, after a crash between the
+write and its acknowledgement, finds its change already made and appends nothing again.
+
+The functions `apply_*` change a record in memory and nothing else; the store applies them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from switchboard import keys
+from switchboard.errors import NotFound
+from switchboard.telemetry import RECORD_WRITES
+from switchboard.v1 import switchboard_pb2 as pb
+
+T = TypeVar("T")
+
+FINAL_STATUSES = frozenset(
+    {pb.RUN_STATUS_ANSWERED, pb.RUN_STATUS_NEEDS_CLARIFICATION, pb.RUN_STATUS_REFUSED, pb.RUN_STATUS_FAILED}
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def status_name(status: int) -> str:
+    """`RUN_STATUS_ANSWERED` → `answered`."""
+    return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_").lower()
+
+
+def step_status_name(status: int) -> str:
+    return pb.StepStatus.Name(status).removeprefix("STEP_STATUS_").lower()
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event to append with a change: its kind, step and message (the run's status is added)."""
+
+    kind: pb.EventKind
+    step: int = 0
+    message: str = ""
+
+
+# ---- changes to a record ----
+
+
+def new_run(run_id: str, session_id: str, text: str, dry_run: bool) -> pb.Run:
+    at = now_ms()
+    return pb.Run(
+        run_id=run_id,
+        session_id=session_id,
+        text=text,
+        dry_run=dry_run,
+        status=pb.RUN_STATUS_PLANNING,
+        created_unix_ms=at,
+        updated_unix_ms=at,
+    )
+
+
+def step_record(run: pb.Run, number: int) -> pb.StepRecord:
+    """The record of step `number`, created if this is the first we hear of it."""
+    for record in run.steps:
+        if record.number == number:
+            return record
+    return run.steps.add(number=number, status=pb.STEP_STATUS_PLANNED)
+
+
+def add_hops(record: pb.StepRecord, hops: Sequence[str]) -> None:
+    for hop in hops:
+        if hop not in record.hops:
+            record.hops.append(hop)
+
+
+def apply_routed(run: pb.Run, call: pb.ToolCall, server: str, rank_ms: float, hops: Sequence[str]) -> None:
+    """The planner routed a step: its words, its server, the call the router chose."""
+    record = step_record(run, call.step)
+    record.intent = call.intent
+    record.server = server
+    record.tool = call.tool
+    record.arguments_json = call.arguments_json
+    del record.candidates[:]
+    record.candidates.extend(call.candidates)
+    record.status = pb.STEP_STATUS_ROUTED
+    record.rank_ms = rank_ms
+    record.route_ms = call.compute_ms
+    add_hops(record, hops)
+    if run.status not in FINAL_STATUSES:
+        run.status = pb.RUN_STATUS_RUNNING
+    run.updated_unix_ms = now_ms()
+
+
+def apply_proposal(
+    run: pb.Run, call: pb.ToolCall, hops: Sequence[str], status: pb.StepStatus, needs_confirmation: bool
+) -> None:
+    """The gateway's policy gave a routed call `status`. The call is written as judged, so what the
+    gateway signs is what it judged."""
+    record = step_record(run, call.step)
+    record.tool = call.tool
+    record.arguments_json = call.arguments_json
+    record.confirmation_required = needs_confirmation
+    record.status = status
+    if status in (pb.STEP_STATUS_NEEDS_CLARIFICATION, pb.STEP_STATUS_REJECTED, pb.STEP_STATUS_FAILED):
+        record.error = call.reason
+    del record.missing[:]
+    if status == pb.STEP_STATUS_NEEDS_CLARIFICATION:
+        record.missing.extend(call.missing)
+    add_hops(record, hops)
+    if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+        run.status = pb.RUN_STATUS_AWAITING_CONFIRMATION
+    elif run.status not in FINAL_STATUSES:
+        run.status = pb.RUN_STATUS_RUNNING
+    run.updated_unix_ms = now_ms()
+
+
+def apply_decision(run: pb.Run, step: int, approved: bool, reason: str) -> pb.StepRecord:
+    """A person approved or rejected a waiting step."""
+    record = step_record(run, step)
+    record.status = pb.STEP_STATUS_APPROVED if approved else pb.STEP_STATUS_REJECTED
+    if not approved:
+        record.error = reason or "rejected by the person"
+    run.status = pb.RUN_STATUS_RUNNING
+    run.updated_unix_ms = now_ms()
+    return record
+
+
+def apply_result(run: pb.Run, result: pb.StepResult, hops: Sequence[str]) -> None:
+    """A step finished (or was settled without running)."""
+    record = step_record(run, result.step)
+    record.status = result.status
+    record.result_json = result.content_json
+    if result.error:
+        record.error = result.error
+    record.duration_ms = result.duration_ms
+    add_hops(record, [*result.hops, *hops])
+    run.updated_unix_ms = now_ms()
+
+
+def apply_undone(run: pb.Run, step: int) -> None:
+    """A person undid what a step did."""
+    step_record(run, step).status = pb.STEP_STATUS_UNDONE
+    run.updated_unix_ms = now_ms()
+
+
+def apply_finished(run: pb.Run, status: pb.RunStatus, answer: str) -> None:
+    """The run ended: how, and the whole answer."""
+    run.status = status
+    run.answer = answer
+    run.updated_unix_ms = run.finished_unix_ms = now_ms()
+
+
+def served(run: pb.Run) -> pb.Run:
+    """The record as the API serves it: without the orchestrator's working state."""
+    shown = pb.Run()
+    shown.CopyFrom(run)
+    shown.ClearField("orchestration_json")
+    return shown
+
+
+# ---- the store ----
+
+
+class RunStore:
+    """Run records and their events in Redis, shared by the planner and every gateway replica.
+
+    `stage` names the writer in the `switchboard_run_record_writes_total` metric."""
+
+    def __init__(self, redis: aioredis.Redis, stage: str, runs_kept: int = 1000) -> None:
+        self.redis = redis
+        self.stage = stage
+        self.runs_kept = runs_kept
+
+    async def create(
+        self, run: pb.Run, events: Sequence[Event] = (), also: Callable[[Pipeline], None] | None = None
+    ) -> None:
+        """Record a new run (and queue `also` in the same transaction), then forget the oldest finished
+        runs beyond `runs_kept`."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.run_key(run.run_id), run.SerializeToString(), ex=keys.RUN_TTL_SECONDS)
+        pipe.zadd(keys.RUNS_INDEX, {run.run_id: run.created_unix_ms})
+        queue_events(pipe, run, events)
+        if also is not None:
+            also(pipe)
+        await pipe.execute()
+        RECORD_WRITES.labels(stage=self.stage).inc()
+        await self.forget_old_runs()
+
+    async def forget_old_runs(self) -> int:
+        """Delete the oldest runs beyond `runs_kept` (record, events, and their markers), finished ones
+        only; how many were deleted."""
+        excess = int(await self.redis.zcard(keys.RUNS_INDEX)) - self.runs_kept
+        if excess <= 0:
+            return 0
+        oldest: Any = await self.redis.zrange(keys.RUNS_INDEX, 0, excess - 1)
+        forgotten = 0
+        for raw_id in oldest:
+            run_id = raw_id.decode()
+            raw = await self.redis.get(keys.run_key(run_id))
+            if raw is not None and pb.Run.FromString(raw).status not in FINAL_STATUSES:
+                continue  # still going: kept until it ends
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(*keys.run_keys(run_id))
+            pipe.zrem(keys.RUNS_INDEX, run_id)
+            await pipe.execute()
+            forgotten += 1
+        return forgotten
+
+    async def get(self, run_id: str) -> pb.Run:
+        raw = await self.redis.get(keys.run_key(run_id))
+        if raw is None:
+            raise NotFound(f"no run {run_id!r}")
+        return pb.Run.FromString(raw)
+
+    async def list(self, limit: int = 20) -> list[pb.Run]:
+        """The newest runs first."""
+        ids: Any = await self.redis.zrevrange(keys.RUNS_INDEX, 0, max(0, limit - 1))
+        runs = []
+        for run_id in ids:
+            try:
+                runs.append(await self.get(run_id.decode()))
+            except NotFound:  # expired since it was indexed
+                await self.redis.zrem(keys.RUNS_INDEX, run_id)
+        return runs
+
+    async def update(
+        self,
+        run_id: str,
+        mutate: Callable[[pb.Run], T],
+        events: Callable[[pb.Run, T], Sequence[Event]] | None = None,
+        also: Callable[[Pipeline, pb.Run, T], None] | None = None,
+    ) -> tuple[pb.Run, T]:
+        """Apply `mutate` to the record atomically, append the `events` it makes and queue `also` in the
+        same transaction."""
+        key = keys.run_key(run_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise NotFound(f"no run {run_id!r}")
+                    run = pb.Run.FromString(raw)
+                    result = mutate(run)
+                    pipe.multi()
+                    pipe.set(key, run.SerializeToString(), ex=keys.RUN_TTL_SECONDS)
+                    if events is not None:
+                        queue_events(pipe, run, events(run, result))
+                    if also is not None:
+                        also(pipe, run, result)
+                    await pipe.execute()
+                    RECORD_WRITES.labels(stage=self.stage).inc()
+                    return run, result
+                except WatchError:
+                    continue
+
+    async def events(self, run_id: str, block_ms: int = 5000) -> AsyncIterator[pb.RunEvent]:
+        """Every event of the run from its start, then new ones as they come, until it finishes."""
+        await self.get(run_id)  # NotFound for an unknown run
+        key = keys.run_events_key(run_id)
+        last = b"0"
+        while True:
+            reply: Any = await self.redis.xread({key: last}, block=block_ms, count=100)
+            for _, items in reply or []:
+                for msg_id, fields in items:
+                    last = msg_id
+                    event = pb.RunEvent.FromString(fields[b"event"])
+                    yield event
+                    if event.kind == pb.EVENT_KIND_FINISHED:
+                        return
+            if not reply and (await self.get(run_id)).status in FINAL_STATUSES:
+                return
+
+
+def queue_events(pipe: Pipeline, run: pb.Run, events: Sequence[Event]) -> None:
+    """Queue `events` on the run's event stream (kept as long as the record), with the run's status."""
+    if not events:
+        return
+    key = keys.run_events_key(run.run_id)
+    at = now_ms()
+    for event in events:
+        message = pb.RunEvent(
+            run_id=run.run_id, kind=event.kind, step=event.step, message=event.message, status=run.status, unix_ms=at
+        )
+        pipe.xadd(key, {"event": message.SerializeToString()})
+    pipe.expire(key, keys.RUN_TTL_SECONDS)

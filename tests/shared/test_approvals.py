@@ -1,0 +1,50 @@
+import stat
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from switchboard.approvals import Refusal, consume, grant, refusal
+from switchboard.secrets import read_or_create_secret
+from switchboard.v1 import switchboard_pb2 as pb
+
+
+def test_secret_is_created_once_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "token"
+    first = read_or_create_secret(path)
+    assert len(first) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_or_create_secret(path) == first
+    assert [p.name for p in path.parent.iterdir()] == ["token"]
+
+
+CALL = {"run_id": "run", "step": 1, "tool": "filesystem.delete_file", "arguments_json": '{"path": "/a"}'}
+
+
+def given(key: str = "k", kind: pb.GrantKind = pb.GRANT_KIND_PERSON, ttl: float = 60) -> pb.Approval:
+    return grant(key, **CALL, idempotency_key="run:1:gateway", kind=kind, ttl_seconds=ttl)
+
+
+def test_an_approval_is_refused_for_any_other_call_key_time_or_granter() -> None:
+    approval = given()
+    assert refusal("k", approval, **CALL, changes=True) is None
+    assert refusal("k", approval, **{**CALL, "arguments_json": '{"path": "/b"}'}, changes=True) is Refusal.MISMATCHED
+    assert refusal("k", approval, **{**CALL, "step": 2}, changes=True) is Refusal.MISMATCHED
+    assert refusal("other", approval, **CALL, changes=True) is Refusal.FORGED
+    assert refusal("k", pb.Approval(), **CALL, changes=True) is Refusal.MISSING
+    assert refusal("k", approval, **CALL, changes=True, at_ms=approval.expires_unix_ms) is Refusal.EXPIRED
+    assert refusal("k", given(kind=pb.GRANT_KIND_POLICY), **CALL, changes=True) is Refusal.INSUFFICIENT
+    assert refusal("k", given(kind=pb.GRANT_KIND_POLICY), **CALL, changes=False) is None
+    for field, value in (("expires_unix_ms", approval.expires_unix_ms + 10**9), ("kind", pb.GRANT_KIND_POLICY)):
+        tampered = pb.Approval()
+        tampered.CopyFrom(approval)
+        setattr(tampered, field, value)
+        assert refusal("k", tampered, **CALL, changes=False) is Refusal.FORGED
+    assert given().nonce != approval.nonce
+
+
+async def test_an_approval_is_used_once(redis: aioredis.Redis) -> None:
+    approval = given()
+    assert await consume(redis, approval, "another:1:gateway") is Refusal.MISMATCHED  # and it stays unused
+    assert await consume(redis, approval, "run:1:gateway") is None
+    assert await consume(redis, approval) is Refusal.REPLAYED
+    assert await consume(redis, approval, "run:1:gateway") is Refusal.REPLAYED
