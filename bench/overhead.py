@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -39,14 +38,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def finished(http: httpx.Client, text: str) -> dict:
+    """Submit `text`, follow the run's event stream (no polling, which would load the machine being
+    measured) until it finishes, and read the run."""
     run_id = http.post("/v1/turns", json={"text": text}).raise_for_status().json()["run_id"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        run = http.get(f"/v1/runs/{run_id}").raise_for_status().json()
-        if run["status"] in FINAL:
-            return run
-        time.sleep(0.01)
-    raise TimeoutError(f"run {run_id} did not finish within 120 s")
+    with http.stream("GET", f"/v1/runs/{run_id}/events", timeout=120) as events:
+        for line in events.iter_lines():
+            if line == "event: finished":
+                break
+    run = http.get(f"/v1/runs/{run_id}").raise_for_status().json()
+    if run["status"] not in FINAL:
+        raise RuntimeError(f"run {run_id} ended its events as {run['status']}")
+    return run
 
 
 def overhead_per_step(run: dict) -> float:

@@ -139,10 +139,8 @@ async def consume(redis: aioredis.Redis, approval: pb.Approval, message_key: str
     one `SET NX`, so of two uses racing on any path exactly one wins. The record outlives the expiry,
     after which the approval is refused anyway."""
     used = keys.approval_used_key(approval.nonce)
-    if await redis.exists(used):
-        return Refusal.REPLAYED
     if message_key is not None and approval.idempotency_key != message_key:
-        return Refusal.MISMATCHED
+        return Refusal.REPLAYED if await redis.exists(used) else Refusal.MISMATCHED
     remaining_ms = max(1, approval.expires_unix_ms - now_ms())
     if not await redis.set(used, approval.idempotency_key, nx=True, px=remaining_ms + 60_000):
         return Refusal.REPLAYED

@@ -405,9 +405,10 @@ class PlannerWorker:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(keys.session_key(state.session_id), history.to_json(), ex=keys.RUN_TTL_SECONDS)
         pipe.zadd(keys.SESSIONS_INDEX, {state.session_id: runs.now_ms()})
-        await pipe.execute()
+        pipe.zcard(keys.SESSIONS_INDEX)
+        *_, count = await pipe.execute()
         # As many sessions are kept as runs: the least recently used go first.
-        excess = int(await self.redis.zcard(keys.SESSIONS_INDEX)) - self.sessions_kept
+        excess = int(count) - self.sessions_kept
         if excess > 0:
             oldest: Any = await self.redis.zpopmin(keys.SESSIONS_INDEX, excess)
             await self.redis.delete(*(keys.session_key(raw.decode()) for raw, _ in oldest))

@@ -118,7 +118,7 @@ class ToolHost:
                 params = ", ".join(spec.input_schema.get("properties", {}))
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
             await self._honour(approval, run_id, step, tool, arguments_json, changes, message_key)
-            before = await asyncio.to_thread(audit_log.hash_files, core.path_arguments(arguments), self.sandbox)
+            before = await audit_log.hash_files_async(core.path_arguments(arguments), self.sandbox)
             row = self._audit_start(result, confirmation)
             start = time.perf_counter()
             try:
@@ -129,7 +129,7 @@ class ToolHost:
             result.status = pb.STEP_STATUS_SUCCEEDED
             result.content_json = json.dumps(content, default=str)
             touched = [*core.path_arguments(arguments), *core.path_arguments(content)]
-            after = await asyncio.to_thread(audit_log.hash_files, touched, self.sandbox)
+            after = await audit_log.hash_files_async(touched, self.sandbox)
         except ApprovalRefused as exc:
             confirmation = f"refused_{exc.reason.value}"
             result.status = pb.STEP_STATUS_FAILED
@@ -282,11 +282,14 @@ class ApprovedCallWorker:
         call = pb.ToolCall.FromString(envelope.body)
         calls = keys.calls_key(envelope.run_id)
         claim, stored = f"claim:{envelope.idempotency_key}", f"outcome:{envelope.idempotency_key}"
-        raw = await self.redis.hget(calls, stored)
-        if raw is not None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(calls, claim, b"1")
+        pipe.expire(calls, keys.RUN_TTL_SECONDS)
+        claimed, _ = await pipe.execute()
+        raw = None if claimed else await self.redis.hget(calls, stored)
+        if raw is not None:  # ran before, and the process stopped before its result was published
             result = pb.StepResult.FromString(raw)
-        elif await self.redis.hsetnx(calls, claim, b"1"):
-            await self.redis.expire(calls, keys.RUN_TTL_SECONDS)
+        elif claimed:
             # On the stream, the approval must also name the message that carries it.
             result = await self.host.call(
                 call.tool,

@@ -8,8 +8,10 @@ duration, and the SHA-256 of the files the call read and wrote. The `audit` MCP 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,23 +82,26 @@ class UndoableCall:
 
 
 class AuditLog:
-    """The audit database; each method opens its own short connection, so it is safe across tasks."""
+    """The audit database. One connection is kept open and used under a lock (every write is its own
+    transaction, committed before the method returns), so it is safe across tasks and threads and a
+    call does not pay for opening the database twice."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.Lock()
         with self._connect() as db:
             db.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
+        with self._lock, self._db:
+            yield self._db
+
+    def close(self) -> None:
+        self._db.close()
 
     def begin(
         self,
@@ -180,8 +185,28 @@ class AuditLog:
     def rows(self) -> list[dict[str, Any]]:
         """Every row, oldest first (for tests and the audit server)."""
         with self._connect() as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM audit_log ORDER BY id")]
+            cursor = db.cursor()
+            cursor.row_factory = sqlite3.Row
+            return [dict(r) for r in cursor.execute("SELECT * FROM audit_log ORDER BY id")]
+
+
+# Files up to this size together are hashed on the caller's thread; more is worth a worker thread.
+HASH_INLINE_BYTES = 4 * 1024 * 1024
+
+
+async def hash_files_async(raw_paths: list[str], sandbox: Sandbox) -> dict[str, str]:
+    """`hash_files`, off the event loop only when the files are big enough to be worth the hop (two
+    thread switches cost more than hashing a few small files on a busy machine)."""
+    total = 0
+    for raw in raw_paths:
+        try:
+            path = sandbox.resolve(raw)
+            total += path.stat().st_size if path.is_file() else 0
+        except (InvalidRequest, OSError):
+            continue
+    if total <= HASH_INLINE_BYTES:
+        return hash_files(raw_paths, sandbox)
+    return await asyncio.to_thread(hash_files, raw_paths, sandbox)
 
 
 def hash_files(raw_paths: list[str], sandbox: Sandbox) -> dict[str, str]:
