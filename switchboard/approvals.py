@@ -1,11 +1,18 @@
-"""Approvals: the gateway's permission for one execution of one exact call, and its single use.
+"""Approvals: the permission for one execution of one exact call, and its single use.
 
-The gateway grants an `Approval` when its policy lets a call through (a call that only reads) or a
-person confirms one. The approval names the run, step, tool, the SHA-256 of the exact arguments, the
-message's idempotency key, a random nonce, an expiry and who granted it, and is signed over all of
-them with the install's approval key. The tool host runs a call only after `refusal` finds nothing
-wrong with it and `consume` has recorded its nonce as used, in one atomic Redis command; a second
-use of the same approval, on the stream or over gRPC, is refused as a replay.
+Two parties grant them, each with a key of its own:
+
+- the planner, when the confirmation policy lets a call through at once (`GRANT_KIND_POLICY`), with
+  the policy key; the tool host honours such an approval only for a tool that changes nothing;
+- the gateway, when a person confirms a call (`GRANT_KIND_PERSON`), with the approval key, which only
+  the gateway and the tool host hold.
+
+So the stage that reads requests and tool results can at most run reads; a change runs only with the
+person's word. An approval names the run, step, tool, the SHA-256 of the exact arguments, the
+message's idempotency key, a random nonce, an expiry and its kind, and is signed over all of them. The
+tool host runs a call only after `refusal` finds nothing wrong with it and `consume` has recorded its
+nonce as used, in one atomic Redis command; a second use of the same approval, on the stream or over
+gRPC, is refused as a replay.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 
 import redis.asyncio as aioredis
@@ -107,7 +115,7 @@ def grant(
 
 
 def refusal(
-    key: str,
+    keys_by_kind: Mapping[int, str],
     approval: pb.Approval,
     *,
     run_id: str,
@@ -118,10 +126,12 @@ def refusal(
     at_ms: int | None = None,
 ) -> Refusal | None:
     """What is wrong with `approval` for this call (None: nothing). Checks everything but single use,
-    which `consume` settles. A call of a tool that `changes` things needs a person's approval."""
+    which `consume` settles. The signature is checked with the key of the approval's kind; a call of a
+    tool that `changes` things needs a person's approval."""
     if not approval.signature:
         return Refusal.MISSING
-    if not hmac.compare_digest(approval.signature, _signature(key, approval)):
+    key = keys_by_kind.get(approval.kind, "")
+    if not key or not hmac.compare_digest(approval.signature, _signature(key, approval)):
         return Refusal.FORGED
     named = (approval.run_id, approval.step, approval.tool, approval.arguments_sha256)
     if named != (run_id, step, tool, arguments_digest(arguments_json)):

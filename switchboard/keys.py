@@ -1,8 +1,10 @@
 """Every Redis stream, consumer group and key name Switchboard uses, defined once.
 
-A request travels gateway → planner (which calls filter and router over gRPC) → gateway → toolhost →
-planner, one stream per hop. Each stage reads a stream through its own consumer group, so replicas of a
-stage share the work and a message unacknowledged by a crashed replica is claimed by another.
+A request travels gateway → planner (which calls filter and router over gRPC and applies the
+confirmation policy) → toolhost → planner, one stream per hop; a step that waits for the person goes
+to the tool host from the gateway, when the person confirms it. Each stage reads a stream through its
+own consumer group, so replicas of a stage share the work and a message unacknowledged by a crashed
+replica is claimed by another.
 
 Everything kept about one run sits under a handful of keys named after it (`run_keys`), so a run that
 is forgotten takes all of it along.
@@ -14,11 +16,10 @@ PREFIX = "sb"
 
 # One stream per hop.
 TURNS = f"{PREFIX}:turns"  # gateway → planner: a new request
-PROPOSED = f"{PREFIX}:proposed"  # planner → gateway: the call the router chose for a step
-APPROVED = f"{PREFIX}:approved"  # gateway → toolhost: a call the policy or a person let through
-RESULTS = f"{PREFIX}:results"  # toolhost (or gateway, for a call that did not run) → planner, toolhost
+APPROVED = f"{PREFIX}:approved"  # planner (a read) or gateway (a person's yes) → toolhost: a call to run
+RESULTS = f"{PREFIX}:results"  # toolhost (or gateway, for a step the person rejected) → planner, toolhost
 
-ALL_STREAMS = (TURNS, PROPOSED, APPROVED, RESULTS)
+ALL_STREAMS = (TURNS, APPROVED, RESULTS)
 
 # The two calls a step makes over gRPC before it is proposed, as its record lists them among its hops.
 HOP_RANK = "grpc:Filter.Rank"
@@ -28,7 +29,6 @@ HOP_ROUTE = "grpc:Router.Route"
 DEAD_LETTERS = f"{PREFIX}:dead-letters"
 
 # Consumer groups: one per stage.
-GROUP_GATEWAY = "gateway"
 GROUP_PLANNER = "planner"
 GROUP_TOOLHOST = "toolhost"
 
@@ -36,7 +36,6 @@ GROUP_TOOLHOST = "toolhost"
 # every group has acknowledged is dropped).
 STREAM_GROUPS: dict[str, tuple[str, ...]] = {
     TURNS: (GROUP_PLANNER,),
-    PROPOSED: (GROUP_GATEWAY,),
     APPROVED: (GROUP_TOOLHOST,),
     RESULTS: (GROUP_PLANNER, GROUP_TOOLHOST),
 }

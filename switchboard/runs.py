@@ -203,8 +203,15 @@ class RunStore:
 
     async def forget_old_runs(self) -> int:
         """Delete the oldest runs beyond `runs_kept` (record, events, and their markers), finished ones
-        only; how many were deleted."""
-        excess = int(await self.redis.zcard(keys.RUNS_INDEX)) - self.runs_kept
+        only, and the least recently used sessions beyond as many; how many runs were deleted."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(keys.RUNS_INDEX)
+        pipe.zcard(keys.SESSIONS_INDEX)
+        run_count, session_count = await pipe.execute()
+        if int(session_count) > self.runs_kept:
+            oldest_sessions: Any = await self.redis.zpopmin(keys.SESSIONS_INDEX, int(session_count) - self.runs_kept)
+            await self.redis.delete(*(keys.session_key(raw.decode()) for raw, _ in oldest_sessions))
+        excess = int(run_count) - self.runs_kept
         if excess <= 0:
             return 0
         oldest: Any = await self.redis.zrange(keys.RUNS_INDEX, 0, excess - 1)

@@ -33,7 +33,7 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     return path.read_text().strip()
 
 
-SECRET_FILES = ("token", "internal.key", "approval.key", "redis.password")
+SECRET_FILES = ("token", "internal.key", "approval.key", "policy.key", "redis.password")
 
 
 def main() -> None:

@@ -126,8 +126,14 @@ class CommonSettings(BaseSettings):
 
     @property
     def secret_path(self) -> Path:
-        """The key the gateway signs approvals with and the tool host checks them with."""
+        """The key the gateway signs a person's approvals with; the tool host checks them with it."""
         return self.secrets_home / "approval.key"
+
+    @property
+    def policy_key_path(self) -> Path:
+        """The key the planner signs the policy's approvals of reads with; the tool host honours them
+        for tools that change nothing."""
+        return self.secrets_home / "policy.key"
 
     @property
     def internal_key_path(self) -> Path:

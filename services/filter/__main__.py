@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from services.filter.app import ToolFilter, load_examples, load_generated, merge_examples
 from services.filter.server import FilterServicer
 from services.filter.settings import FilterSettings
+from switchboard import service
 from switchboard.errors import ConfigurationError
 from switchboard.rpc import ToolHostClient
 from switchboard.service import ServiceRuntime
@@ -22,8 +22,15 @@ def load_encoder(settings: FilterSettings):  # noqa: ANN201 - an Encoder
             "default one, or set SWITCHBOARD_EMBEDDING_MODEL to a model folder"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
     from sentence_transformers import SentenceTransformer
+    from threadpoolctl import threadpool_limits
 
+    # Encoding one request and scoring a few thousand vectors is a few milliseconds of work: spread over
+    # every core, the threads spin on after it and take the cores from the stages that come next
+    # (measured: 100 ms of CPU per step instead of 10; docs/benchmarks.md).
+    torch.set_num_threads(settings.filter_threads)
+    threadpool_limits(limits=settings.filter_threads)
     model = SentenceTransformer(str(settings.embedding_model), device="cpu")
     return lambda texts: model.encode(texts, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
 
@@ -52,4 +59,4 @@ async def main(settings: FilterSettings) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(FilterSettings()))
+    service.run(main(FilterSettings()))

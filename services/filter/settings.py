@@ -36,3 +36,9 @@ class FilterSettings(CommonSettings):
         description="Below this cosine similarity to every tool, no tool fits and the step asks back.",
     )
     filter_refresh_seconds: float = Field(30.0, gt=0, description="How often the catalogue is checked for changes.")
+    filter_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads the encoder and the scoring use. One request is a handful of tokens: more "
+        "threads finish it no sooner, and spin the cores the rest of the pipeline needs.",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import uvicorn
@@ -11,7 +10,7 @@ from services.gateway.app import Gateway
 from services.gateway.http import build_app
 from services.gateway.server import GatewayServicer
 from services.gateway.settings import GatewaySettings
-from services.gateway.worker import build_workers
+from switchboard import service
 from switchboard.rpc import ToolHostClient
 from switchboard.secrets import read_or_create_secret
 from switchboard.service import ServiceRuntime
@@ -56,11 +55,10 @@ async def main(settings: GatewaySettings) -> None:
 
     await runtime.serve(
         lambda server: pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server),
-        workers=build_workers(runtime.redis, gateway, runtime.instance),
         background=[serve_http, stop_http_on_exit],
         public_token=token,
     )
 
 
 if __name__ == "__main__":
-    asyncio.run(main(GatewaySettings()))
+    service.run(main(GatewaySettings()))

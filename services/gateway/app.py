@@ -1,9 +1,9 @@
-"""The gateway's operations, shared by its HTTP API, its gRPC API and its stream worker.
+"""The gateway's operations, shared by its HTTP API and its gRPC API.
 
 The gateway is the edge: it authenticates the person, creates a run and publishes its turn, serves the
-run's one record (which the planner, the orchestrator, keeps), and applies the confirmation policy to
-each call the planner routed: a read runs at once, anything that changes something waits for the
-person. It alone holds the approval key, so it alone can let a call run, and only once.
+run's one record (which the planner, the orchestrator, keeps, applying the confirmation policy to each
+step), and takes the person's decisions. It alone holds the approval key a person's confirmation is
+signed with, so only a person's word, through it, lets a change run, and only once.
 """
 
 from __future__ import annotations
@@ -12,36 +12,26 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
 from services.gateway import core
 from switchboard import keys, runs
 from switchboard.approvals import UNDO, grant
-from switchboard.envelope import Envelope, step_key
+from switchboard.envelope import step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import kind_name
 from switchboard.paths import PathPolicy
 from switchboard.rpc import ToolHostClient, catalogue_stale
 from switchboard.runs import Event, RunStore
 from switchboard.streams import Emit, emit
-from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES, failure_mode
+from switchboard.telemetry import STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 STAGE = "gateway"
-# The failure a judged proposal counts as, by the event it was announced with, and by the status it
-# left its step in (the only ways a judgement fails or rejects a step).
-FAILURE_OF_KIND = {
-    pb.EVENT_KIND_REFUSED: pb.FAILURE_MODE_PATH_REFUSED,
-    pb.EVENT_KIND_REPEATED_CALL: pb.FAILURE_MODE_REPEATED_CALL,
-}
-FAILURE_OF_STATUS = {
-    pb.STEP_STATUS_REJECTED: pb.FAILURE_MODE_PATH_REFUSED,
-    pb.STEP_STATUS_FAILED: pb.FAILURE_MODE_REPEATED_CALL,
-}
 
 
 class Gateway:
@@ -117,11 +107,7 @@ class Gateway:
             return [Event(pb.EVENT_KIND_APPROVED if approve else pb.EVENT_KIND_REJECTED, step, record.tool)]
 
         def publish_decision(pipe, run: pb.Run, record: pb.StepRecord) -> None:  # noqa: ANN001 - a Pipeline
-            out = (
-                self._approved(run, record, pb.GRANT_KIND_PERSON)
-                if approve
-                else self._settled(run, record, pb.STEP_STATUS_REJECTED)
-            )
+            out = self._approved(run, record) if approve else self._rejected(run, record)
             pipe.xadd(out.stream, out.envelope.to_fields())
 
         run, _ = await self.store.update(run_id, decide, announce, publish_decision)
@@ -171,67 +157,10 @@ class Gateway:
                 )
         return self._catalogue
 
-    # ---- stream handlers ----
-
-    async def on_proposal(self, envelope: Envelope) -> Sequence[Emit]:
-        """Apply the confirmation policy to a routed call."""
-        call = pb.ToolCall.FromString(envelope.body)
-        hops = [*call.hops, keys.PROPOSED]
-        catalogue = await self.catalogue(call.tool)
-        tool = catalogue.get(call.tool)
-        needs_confirmation = core.decide_call(tool, call.change_intent) is core.Policy.ASK_PERSON
-        held_for_intent = needs_confirmation and core.decide(tool) is core.Policy.RUN_NOW
-        changes = frozenset(name for name, info in catalogue.items() if core.decide(info) is core.Policy.ASK_PERSON)
-
-        def record(run: pb.Run) -> tuple[pb.StepRecord, pb.StepStatus, pb.EventKind]:
-            # Judged inside the transaction, against the record as it is now.
-            status, kind, reason = core.judge_proposal(run, call, needs_confirmation, changes, self.paths)
-            judged = pb.ToolCall()
-            judged.CopyFrom(call)
-            if reason:
-                judged.reason = reason
-            runs.apply_proposal(run, judged, hops, status, needs_confirmation)
-            copy = pb.StepRecord()
-            copy.CopyFrom(runs.step_record(run, call.step))
-            return copy, status, kind
-
-        def announce(_run: pb.Run, judged: tuple[pb.StepRecord, pb.StepStatus, pb.EventKind]) -> list[Event]:
-            _, status, kind = judged
-            message = f"{call.tool} {call.arguments_json}".strip()
-            if held_for_intent and status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
-                message += f" ({core.HELD_FOR_INTENT})"
-            return [Event(kind, call.step, message)]
-
-        current = await self.store.get(call.run_id)
-        earlier = next((r for r in current.steps if r.number == call.step), None)
-        if earlier is not None and keys.RESULTS in earlier.hops:
-            return []  # the step has settled since; nothing more to send
-        if earlier is not None and earlier.status not in (pb.STEP_STATUS_ROUTED, pb.STEP_STATUS_PLANNED):
-            # Judged before, and the process stopped before its outputs were committed: the same
-            # outputs again, from the record, without judging or announcing it twice.
-            failure = FAILURE_OF_STATUS.get(earlier.status, pb.FAILURE_MODE_UNSPECIFIED)
-            return self._outputs(current, earlier, earlier.status, failure)
-        run, (step, status, kind) = await self.store.update(call.run_id, record, announce)
-        failure = FAILURE_OF_KIND.get(kind, pb.FAILURE_MODE_UNSPECIFIED)
-        if failure:
-            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(failure)).inc()
-        STEP_OUTCOMES.labels(stage=STAGE, outcome=kind_name(kind)).inc()
-        return self._outputs(run, step, status, failure)
-
-    def _outputs(self, run: pb.Run, step: pb.StepRecord, status: pb.StepStatus, failure: pb.FailureMode) -> list[Emit]:
-        """What a judged step sends on: nothing while it waits for the person, the call with an approval
-        when the policy let it through, else a result that settles it (a reused read's among them)."""
-        if status == pb.STEP_STATUS_APPROVED:
-            return [self._approved(run, step, pb.GRANT_KIND_POLICY)]
-        if status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
-            return []
-        return [self._settled(run, step, status, failure)]
-
     # ---- outputs ----
 
-    def _approved(self, run: pb.Run, step: pb.StepRecord, kind: pb.GrantKind) -> Emit:
-        """The call for the tool host, with an approval for this one execution: `kind` says whether the
-        policy let it through (a read) or a person confirmed it."""
+    def _approved(self, run: pb.Run, step: pb.StepRecord) -> Emit:
+        """The call for the tool host, with the person's approval of this one execution."""
         key = step_key(run.run_id, step.number, STAGE)
         approval = grant(
             self.approval_key,
@@ -240,7 +169,7 @@ class Gateway:
             tool=step.tool,
             arguments_json=step.arguments_json,
             idempotency_key=key,
-            kind=kind,
+            kind=pb.GRANT_KIND_PERSON,
             ttl_seconds=self.approval_ttl_seconds,
         )
         call = pb.ToolCall(
@@ -255,33 +184,18 @@ class Gateway:
         )
         return emit(keys.APPROVED, run.run_id, step.number, key, call.SerializeToString())
 
-    def _settled(
-        self,
-        run: pb.Run,
-        step: pb.StepRecord,
-        status: pb.StepStatus,
-        failure: pb.FailureMode = pb.FAILURE_MODE_UNSPECIFIED,
-    ) -> Emit:
-        """A result for a step that will not run, so the planner can finish the run (or go on, with the
-        result of the earlier step a repeated read reuses)."""
-        reused = core.reused_result(run, step)
-        reasons: dict[int, str] = {
-            pb.STEP_STATUS_SKIPPED: "dry run: the call was routed, not executed",
-            pb.STEP_STATUS_REJECTED: step.error or "rejected by the person",
-            pb.STEP_STATUS_NEEDS_CLARIFICATION: step.error or "the request does not say enough",
-            pb.STEP_STATUS_FAILED: step.error,
-        }
+    def _rejected(self, run: pb.Run, step: pb.StepRecord) -> Emit:
+        """The result of a step the person rejected, so the planner finishes the run (and the tool host
+        audits the decision)."""
         result = pb.StepResult(
             run_id=run.run_id,
             step=step.number,
             tool=step.tool,
             arguments_json=step.arguments_json,
-            status=status,
-            content_json=reused,
-            error=reasons.get(status, ""),
+            status=pb.STEP_STATUS_REJECTED,
+            error=step.error or "rejected by the person",
             hops=list(step.hops),
             session_id=run.session_id,
-            failure=failure,
         )
         return emit(
             keys.RESULTS, run.run_id, step.number, step_key(run.run_id, step.number, STAGE), result.SerializeToString()

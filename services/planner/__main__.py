@@ -8,8 +8,10 @@ from services.planner import core
 from services.planner.server import PlannerServicer
 from services.planner.settings import PlannerSettings
 from services.planner.worker import Catalogue, PlannerWorker, Planning, warm_up_reading
+from switchboard import service
 from switchboard.llm import LocalModel
 from switchboard.rpc import StepRouting, ToolHostClient
+from switchboard.secrets import read_or_create_secret
 from switchboard.service import ServiceRuntime
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -44,9 +46,10 @@ async def main(settings: PlannerSettings) -> None:
         planning,
         settings.planner_session_tokens,
         routing,
+        read_or_create_secret(settings.policy_key_path),
         toolhost.list_tools,
         settings.planner_session_memory,
-        settings.runs_kept,
+        settings.approval_ttl_seconds,
     )
     await runtime.serve(
         lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),
@@ -56,4 +59,4 @@ async def main(settings: PlannerSettings) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(PlannerSettings()))
+    service.run(main(PlannerSettings()))

@@ -1,15 +1,18 @@
 """The planner's stream work: it orchestrates each run, from the turn to the answer.
 
-For each turn it judges and plans the request; for each step it asks the filter and the router (over
-gRPC) for the call, writes the step into the run's one record and proposes the call to the gateway;
-for each result it records it, writes the answer's settled lines and goes on, or finishes the run. Its
-working state (`RunState`) is kept in the same record (`Run.orchestration_json`), written in the same
-transaction as the step records and the run's events (`switchboard.runs`). A session's memory
-(`SessionMemory`) is kept by session.
+For each turn it judges and plans the request. For each step it asks the filter and the router (over
+gRPC) for the call and applies the confirmation policy (`switchboard.confirmation`) to it, writing the
+step and the verdict into the run's one record: a call that only reads goes to the tool host with the
+policy's approval (which the tool host honours for reads only); a call that changes something waits
+for the person, whose confirmation the gateway turns into an approval; a step the policy settles
+without running is recorded at once. For each result it records it, writes the answer's settled lines
+and goes on, or finishes the run. Its working state (`RunState`) is kept in the same record
+(`Run.orchestration_json`), written in the same transaction as the step records and the run's events
+(`switchboard.runs`). A session's memory (`SessionMemory`) is kept by session.
 
 Handling a message again changes nothing: a turn whose run already has a state, or a result already
-recorded, only re-sends the proposal that followed it, under the same idempotency key, so the gateway
-drops a copy, and no event is appended twice.
+recorded, only re-sends the approved call that followed it, under the same idempotency key, so the tool
+host drops a copy, and no event is appended twice.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from services.planner import answer, core, policy, structure
 from services.planner.context import (
@@ -35,10 +39,11 @@ from services.planner.context import (
     result_text,
 )
 from services.planner.state import Done, Finish, PlannedStep, RunOutcome, RunState, StepOrder, StepOutcome, StepState
-from switchboard import keys, runs
+from switchboard import confirmation, keys, runs
+from switchboard.approvals import grant
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import NotFound, UpstreamUnavailable
-from switchboard.events import KIND_OF_STEP_STATUS
+from switchboard.events import KIND_OF_STEP_STATUS, kind_name
 from switchboard.paths import PathPolicy
 from switchboard.reading import Reading
 from switchboard.rpc import catalogue_stale
@@ -104,12 +109,14 @@ def _loads(raw: str, default: Any) -> Any:
 @dataclass
 class Catalogue:
     """What the planner knows of the tools: each server's vocabulary, the verbs tool names start
-    with (for the splitter), and which tools change things (for checking the answer's claims)."""
+    with (for the splitter), and which tools change things (for the confirmation policy and for
+    checking the answer's claims)."""
 
     server_words: dict[str, set[str]] = field(default_factory=dict)
     verbs: set[str] = field(default_factory=set)
     mutating: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
+    tools: dict[str, pb.ToolInfo] = field(default_factory=dict)
     loaded_at: float = 0.0  # time.monotonic() of the last load; 0 before the first
 
     def load(self, tools: Iterable[pb.ToolInfo]) -> None:
@@ -119,6 +126,7 @@ class Catalogue:
         )
         self.mutating = {t.name for t in tools if t.confirmation_required or t.destructive}
         self.names = {t.name for t in tools}
+        self.tools = {t.name: t for t in tools}
         self.loaded_at = time.monotonic()
 
     def stale(self, tool: str = "") -> bool:
@@ -170,6 +178,47 @@ class Routed:
     rank_ms: float
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The confirmation policy's judgement of a routed step."""
+
+    status: pb.StepStatus
+    kind: pb.EventKind
+    reason: str
+    needs_person: bool
+    failure: pb.FailureMode
+    held_for_intent: bool
+
+
+# The failure a verdict counts as, by the event it is announced with.
+FAILURE_OF_KIND: dict[int, pb.FailureMode] = {
+    pb.EVENT_KIND_REFUSED: pb.FAILURE_MODE_PATH_REFUSED,
+    pb.EVENT_KIND_REPEATED_CALL: pb.FAILURE_MODE_REPEATED_CALL,
+}
+
+
+def settled_result(run: pb.Run, step: pb.StepRecord, verdict: Verdict) -> pb.StepResult:
+    """The result of a step the policy settles without running it (a repeated read takes the earlier
+    step's result)."""
+    reasons: dict[int, str] = {
+        pb.STEP_STATUS_SKIPPED: "dry run: the call was routed, not executed",
+        pb.STEP_STATUS_REJECTED: step.error,
+        pb.STEP_STATUS_NEEDS_CLARIFICATION: step.error or "the request does not say enough",
+        pb.STEP_STATUS_FAILED: step.error,
+    }
+    return pb.StepResult(
+        run_id=run.run_id,
+        step=step.number,
+        tool=step.tool,
+        arguments_json=step.arguments_json,
+        status=verdict.status,
+        content_json=confirmation.reused_result(run, step),
+        error=reasons.get(verdict.status, ""),
+        session_id=run.session_id,
+        failure=verdict.failure,
+    )
+
+
 def load_state(run: pb.Run) -> RunState | None:
     """The planner's state kept in `run` (None before the planner took the run), each step's result
     taken from the step's record, where it is kept once."""
@@ -197,12 +246,14 @@ class PlannerWorker:
         planning: Planning,
         session_tokens: int,
         routing: Routing,
+        policy_key: str,
         list_tools: Callable[[], Awaitable[list[pb.ToolInfo]]] | None = None,
         session_memory: bool = True,
-        sessions_kept: int = 1000,
+        approval_ttl_seconds: float = 600.0,
     ) -> None:
         self.redis = redis
-        self.sessions_kept = sessions_kept
+        self.policy_key = policy_key
+        self.approval_ttl_seconds = approval_ttl_seconds
         self.store = RunStore(redis, STAGE)
         self.planning = planning
         self.session_tokens = session_tokens
@@ -291,37 +342,64 @@ class PlannerWorker:
         return []
 
     async def _advance(self, run_id: str, state: RunState, result: pb.StepResult | None = None) -> Sequence[Emit]:
-        action = core.advance(state, self.planning.max_steps)
-        if isinstance(action, Done):
-            if state.held:
-                return await self._finish(run_id, state, answer.held(state), result)
-            finish = answer.compose(state, action, self.planning.catalogue.mutating)
-            return await self._finish(run_id, state, finish, result)
-        lines = answer.settled_lines(state, self.planning.catalogue.mutating)
-        if action is None:
-            await self._write(run_id, state, result, lines)
-            return []
-        if action.attempt > 1:
-            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_RETRY)).inc()
-        routed = await self._route(run_id, state, action)
-        await self._write(run_id, state, result, lines, routed)
-        return [self._proposal(run_id, routed.call)]
+        """Go on from where the run is: route the next step and apply the policy to it, until a step
+        goes to the tool host (a read the policy lets through), waits for the person, or the run ends.
+        A step the policy settles without running (a dry run, a question, a refused path, a repeated
+        call) is recorded at once and the run goes on."""
+        while True:
+            action = core.advance(state, self.planning.max_steps)
+            if isinstance(action, Done):
+                if state.held:
+                    return await self._finish(run_id, state, answer.held(state), result)
+                finish = answer.compose(state, action, self.planning.catalogue.mutating)
+                return await self._finish(run_id, state, finish, result)
+            lines = answer.settled_lines(state, self.planning.catalogue.mutating)
+            if action is None:
+                await self._write(run_id, state, result, lines)
+                return []
+            if action.attempt > 1:
+                FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_RETRY)).inc()
+            routed = await self._route(run_id, state, action)
+            verdict = await self._write(run_id, state, result, lines, routed)
+            result = None
+            assert verdict is not None
+            if verdict.failure:
+                FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(verdict.failure)).inc()
+            STEP_OUTCOMES.labels(stage=STAGE, outcome=kind_name(verdict.kind)).inc()
+            if verdict.status == pb.STEP_STATUS_APPROVED:
+                return [self._approved(run_id, routed.call)]
+            if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+                return []  # the gateway lets it run when the person confirms it
 
     async def _finish(
         self, run_id: str, state: RunState, finish: Finish, result: pb.StepResult | None = None
     ) -> Sequence[Emit]:
         state.finished = {"outcome": finish.outcome.value, "answer": finish.answer}
         await self._write(run_id, state, result, finish.answer.split("\n"), finish=finish)
-        await self._remember(state, finish)
         return []
 
     async def _repeat(self, run_id: str, state: RunState) -> Sequence[Emit]:
-        """What follows from a message handled before: the proposal of the step still waiting for its
-        result, routed again (the first copy was never sent: it is sent with the acknowledgement)."""
-        if state.finished or not state.orders or state.orders[-1].number in state.outcomes:
+        """What follows from a message handled before whose outputs were never sent (the process
+        stopped between the record's write and the message's acknowledgement): the approved call of a
+        step the policy let through, granted again; or, when the run was settling steps without
+        running them, the rest of that work."""
+        if state.finished or not state.orders:
             return []
-        routed = await self._route(run_id, state, state.orders[-1])
-        return [self._proposal(run_id, routed.call)]
+        last = state.orders[-1]
+        if last.number in state.outcomes:
+            return await self._advance(run_id, state)
+        record = next((r for r in (await self.store.get(run_id)).steps if r.number == last.number), None)
+        if record is None or record.status != pb.STEP_STATUS_APPROVED or keys.RESULTS in record.hops:
+            return []
+        call = pb.ToolCall(
+            run_id=run_id,
+            step=record.number,
+            tool=record.tool,
+            arguments_json=record.arguments_json,
+            session_id=state.session_id,
+            hops=list(record.hops),
+        )
+        return [self._approved(run_id, call)]
 
     async def _route(self, run_id: str, state: RunState, order: StepOrder) -> Routed:
         request = pb.RouteRequest(
@@ -331,8 +409,8 @@ class PlannerWorker:
             reading_json=Reading.of(order.intent, datetime.fromisoformat(state.asked_at)).to_json(),
         )
         call, rank_ms = await self.routing.route(request)
-        # The candidates travel on and are kept for the person to see what was considered: their names
-        # and scores, not the descriptions and schemas the router needed.
+        # The candidates are kept for the person to see what was considered: their names and scores,
+        # not the descriptions and schemas the router needed.
         slim = [
             pb.Candidate(tool=c.tool, server=c.server, score=c.score, similarity=c.similarity) for c in call.candidates
         ]
@@ -348,8 +426,43 @@ class PlannerWorker:
         call.hops.extend([keys.HOP_RANK, keys.HOP_ROUTE])
         return Routed(call, order.server, rank_ms)
 
-    def _proposal(self, run_id: str, call: pb.ToolCall) -> Emit:
-        return emit(keys.PROPOSED, run_id, call.step, step_key(run_id, call.step, STAGE), call.SerializeToString())
+    def _approved(self, run_id: str, call: pb.ToolCall) -> Emit:
+        """The call for the tool host, with the policy's approval of it: valid for one execution, and
+        only for a tool that changes nothing (the tool host checks that against its own catalogue)."""
+        key = step_key(run_id, call.step, STAGE)
+        approved = pb.ToolCall(
+            run_id=run_id,
+            step=call.step,
+            tool=call.tool,
+            arguments_json=call.arguments_json,
+            outcome=pb.ROUTE_OUTCOME_ROUTED,
+            approval=grant(
+                self.policy_key,
+                run_id=run_id,
+                step=call.step,
+                tool=call.tool,
+                arguments_json=call.arguments_json,
+                idempotency_key=key,
+                kind=pb.GRANT_KIND_POLICY,
+                ttl_seconds=self.approval_ttl_seconds,
+            ),
+            hops=list(call.hops),
+            session_id=call.session_id,
+        )
+        return emit(keys.APPROVED, run_id, call.step, key, approved.SerializeToString())
+
+    def _judge(self, run: pb.Run, call: pb.ToolCall) -> Verdict:
+        """The confirmation policy on a routed call, against the record as it is now."""
+        tools = self.planning.catalogue.tools
+        tool = tools.get(call.tool)
+        needs_person = confirmation.decide_call(tool, call.change_intent) is confirmation.Policy.ASK_PERSON
+        changes = frozenset(
+            name for name, info in tools.items() if confirmation.decide(info) is confirmation.Policy.ASK_PERSON
+        )
+        status, kind, reason = confirmation.judge_proposal(run, call, needs_person, changes, self.planning.paths)
+        held_for_intent = needs_person and confirmation.decide(tool) is confirmation.Policy.RUN_NOW
+        failure = FAILURE_OF_KIND.get(kind, pb.FAILURE_MODE_UNSPECIFIED)
+        return Verdict(status, kind, reason, needs_person, failure, held_for_intent)
 
     async def _write(
         self,
@@ -359,21 +472,39 @@ class PlannerWorker:
         lines: list[str],
         routed: Routed | None = None,
         finish: Finish | None = None,
-    ) -> None:
-        """One write of the record: the result that came in, the state, the step just routed or the
-        answer, with the events they make (the answer's lines not yet sent among them)."""
+    ) -> Verdict | None:
+        """One write of the record: the result that came in, the state, the step just routed with the
+        policy's verdict on it (and, for a step the verdict settles without running, its result), or
+        the answer, with the events they make (the answer's lines not yet sent among them). Returns
+        the verdict on the routed step."""
         unsent = lines[state.streamed :]
         state.streamed = max(state.streamed, len(lines))
-        orchestration = dump_state(state)
+        verdicts: list[Verdict] = []
+        settled: list[pb.StepResult] = []
 
         def mutate(run: pb.Run) -> None:
+            verdicts.clear()
+            settled.clear()
             if result is not None:
                 runs.apply_result(run, result, [keys.RESULTS])
             if routed is not None:
-                runs.apply_routed(run, routed.call, routed.server, routed.rank_ms, routed.call.hops)
+                call = routed.call
+                runs.apply_routed(run, call, routed.server, routed.rank_ms, call.hops)
+                verdict = self._judge(run, call)
+                verdicts.append(verdict)
+                judged = pb.ToolCall()
+                judged.CopyFrom(call)
+                if verdict.reason:
+                    judged.reason = verdict.reason
+                runs.apply_proposal(run, judged, [], verdict.status, verdict.needs_person)
+                if verdict.status not in (pb.STEP_STATUS_APPROVED, pb.STEP_STATUS_AWAITING_CONFIRMATION):
+                    outcome = settled_result(run, runs.step_record(run, call.step), verdict)
+                    runs.apply_result(run, outcome, [])
+                    settled.append(outcome)
+                    core.record(state, outcome_from_result(outcome))
             if finish is not None:
                 runs.apply_finished(run, RUN_STATUS_OF[finish.outcome], finish.answer)
-            run.orchestration_json = orchestration
+            run.orchestration_json = dump_state(state)
 
         def announce(_run: pb.Run, _none: None) -> list[Event]:
             made: list[Event] = []
@@ -382,12 +513,23 @@ class PlannerWorker:
                 made.append(Event(kind, result.step, result.error))
             made += [Event(pb.EVENT_KIND_ANSWER, message=line + "\n") for line in unsent]
             if routed is not None:
-                made.append(Event(pb.EVENT_KIND_STEP_PLANNED, routed.call.step, routed.call.intent))
+                call = routed.call
+                made.append(Event(pb.EVENT_KIND_STEP_PLANNED, call.step, call.intent))
+                verdict = verdicts[0]
+                message = f"{call.tool} {call.arguments_json}".strip()
+                if verdict.held_for_intent and verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+                    message += f" ({confirmation.HELD_FOR_INTENT})"
+                made.append(Event(verdict.kind, call.step, message))
+                for outcome in settled:
+                    kind = KIND_OF_STEP_STATUS.get(outcome.status, pb.EVENT_KIND_FAILED)
+                    made.append(Event(kind, outcome.step, outcome.error))
             if finish is not None:
                 made.append(Event(pb.EVENT_KIND_FINISHED, message=finish.answer))
             return made
 
-        await self.store.update(run_id, mutate, announce)
+        remember = self._remember(state, finish) if finish is not None else None
+        await self.store.update(run_id, mutate, announce, remember)
+        return verdicts[0] if verdicts else None
 
     async def _record(self, run_id: str) -> pb.Run | None:
         try:
@@ -396,22 +538,21 @@ class PlannerWorker:
             log.warning("run %s has no record (forgotten, or never created); its message is dropped", run_id)
             return None
 
-    async def _remember(self, state: RunState, finish: Finish) -> None:
-        """Add the finished turn to its session's memory, folding old turns into the summary."""
-        if not state.session_id:
-            return
-        history = await self._session(state.session_id)
+    def _remember(self, state: RunState, finish: Finish) -> Callable[[Pipeline, pb.Run, None], None] | None:
+        """The finished turn added to its session's memory (the session as the turn found it, the
+        oldest turns folded into the summary), written in the same transaction as the answer. The
+        gateway forgets the least recently used sessions beyond the number kept."""
+        if not state.session_id or not self.session_memory:
+            return None
+        history = SessionMemory.from_json(state.history.to_json())
         history.remember(turn_memory(state, finish), self.session_tokens)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.session_key(state.session_id), history.to_json(), ex=keys.RUN_TTL_SECONDS)
-        pipe.zadd(keys.SESSIONS_INDEX, {state.session_id: runs.now_ms()})
-        pipe.zcard(keys.SESSIONS_INDEX)
-        *_, count = await pipe.execute()
-        # As many sessions are kept as runs: the least recently used go first.
-        excess = int(count) - self.sessions_kept
-        if excess > 0:
-            oldest: Any = await self.redis.zpopmin(keys.SESSIONS_INDEX, excess)
-            await self.redis.delete(*(keys.session_key(raw.decode()) for raw, _ in oldest))
+        stored = history.to_json()
+
+        def write(pipe: Pipeline, _run: pb.Run, _none: None) -> None:
+            pipe.set(keys.session_key(state.session_id), stored, ex=keys.RUN_TTL_SECONDS)
+            pipe.zadd(keys.SESSIONS_INDEX, {state.session_id: runs.now_ms()})
+
+        return write
 
     async def _session(self, session_id: str) -> SessionMemory:
         if not session_id:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.router.app import ToolRouter
 from services.router.server import RouterServicer
 from services.router.settings import RouterSettings
+from switchboard import service
 from switchboard.llm import LocalModel
 from switchboard.service import ServiceRuntime
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
@@ -26,4 +25,4 @@ async def main(settings: RouterSettings) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(RouterSettings()))
+    service.run(main(RouterSettings()))

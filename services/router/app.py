@@ -108,7 +108,10 @@ class ToolRouter:
             outcome=outcome,
             reason=decision.reason,
             confidence=decision.confidence,
-            candidates=list(candidates),
+            # What was considered, by name and score: the caller has the descriptions and schemas.
+            candidates=[
+                pb.Candidate(tool=c.tool, server=c.server, score=c.score, similarity=c.similarity) for c in candidates
+            ],
             missing=list(decision.missing),
             compute_ms=(time.perf_counter() - start) * 1000,
         )

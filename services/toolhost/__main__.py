@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from services.toolhost.app import ApprovedCallWorker, ToolHost
@@ -12,11 +11,12 @@ from services.toolhost.mcp_pool import McpServer
 from services.toolhost.server import ToolHostServicer
 from services.toolhost.servers.kit import Trash
 from services.toolhost.settings import ToolHostSettings
-from switchboard import keys
+from switchboard import keys, service
 from switchboard.failures import fail_step
 from switchboard.secrets import read_or_create_secret
 from switchboard.service import ServiceRuntime
 from switchboard.streams import StreamWorker
+from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 
@@ -32,7 +32,10 @@ async def main(settings: ToolHostSettings) -> None:
     host = ToolHost(
         runtime.redis,
         servers,
-        read_or_create_secret(settings.secret_path),
+        {
+            pb.GRANT_KIND_PERSON: read_or_create_secret(settings.secret_path),
+            pb.GRANT_KIND_POLICY: read_or_create_secret(settings.policy_key_path),
+        },
         settings.call_timeout_seconds,
         AuditLog(settings.audit_path),
         settings.sandbox(),
@@ -66,4 +69,4 @@ async def main(settings: ToolHostSettings) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(ToolHostSettings()))
+    service.run(main(ToolHostSettings()))

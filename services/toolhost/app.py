@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -43,7 +43,7 @@ class ToolHost:
         self,
         redis: aioredis.Redis,
         servers: Sequence[McpServer],
-        approval_key: str,
+        grant_keys: Mapping[int, str],
         call_timeout: float,
         audit: AuditLog,
         sandbox: Sandbox,
@@ -51,7 +51,9 @@ class ToolHost:
     ) -> None:
         self.redis = redis
         self.servers = {server.name: server for server in servers}
-        self.approval_key = approval_key
+        # The key each kind of approval is checked with: the policy's (the planner's) and a person's
+        # (the gateway's).
+        self.grant_keys = dict(grant_keys)
         self.call_timeout = call_timeout
         self.audit = audit
         self.sandbox = sandbox
@@ -119,7 +121,10 @@ class ToolHost:
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
             await self._honour(approval, run_id, step, tool, arguments_json, changes, message_key)
             before = await audit_log.hash_files_async(core.path_arguments(arguments), self.sandbox)
-            row = self._audit_start(result, confirmation)
+            if changes:
+                # A change is logged before it runs, so a process that dies during it leaves a
+                # started row behind; a read changes nothing and is logged once, when it is done.
+                row = self._audit_start(result, confirmation)
             start = time.perf_counter()
             try:
                 with timed(STAGE):
@@ -144,9 +149,12 @@ class ToolHost:
         except SwitchboardError as exc:  # an unknown tool, arguments that are no JSON object, a missing one
             result.status = pb.STEP_STATUS_FAILED
             result.error = str(exc)
-        if row is None:  # refused before it could run: the log still shows it was asked for
-            row = self._audit_start(result, confirmation)
-        self._audit_finish(row, result, before, after, content)
+        if row is None:  # a read, or refused before it could run: one row, written whole
+            with self.audit.together():
+                row = self._audit_start(result, confirmation)
+                self._audit_finish(row, result, before, after, content)
+        else:
+            self._audit_finish(row, result, before, after, content)
         STEP_OUTCOMES.labels(
             stage=STAGE, outcome=pb.StepStatus.Name(result.status).removeprefix("STEP_STATUS_").lower()
         ).inc()
@@ -164,7 +172,7 @@ class ToolHost:
     ) -> None:
         """Check `approval` for this call and use it up; `ApprovalRefused` saying why it cannot be."""
         why = refusal(
-            self.approval_key,
+            self.grant_keys,
             approval,
             run_id=run_id,
             step=step,

@@ -91,14 +91,29 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._batched = False
         with self._connect() as db:
             db.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._batched:  # inside `together`: its transaction commits
+                yield self._db
+                return
+            with self._db:
+                yield self._db
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The writes inside it as one transaction: one commit, one sync to disk."""
         with self._lock, self._db:
-            yield self._db
+            self._batched = True
+            try:
+                yield
+            finally:
+                self._batched = False
 
     def close(self) -> None:
         self._db.close()

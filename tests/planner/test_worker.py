@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from services.planner.worker import Catalogue, PlannerWorker, Planning
 from switchboard import keys, runs
+from switchboard.approvals import refusal
 from switchboard.envelope import Envelope
 from switchboard.paths import PathPolicy
 from switchboard.rpc import UNKNOWN_TOOL_RETRY_SECONDS
@@ -34,15 +35,21 @@ TOOLS = [
 ]
 
 
-class Routing:
-    """Stands in for the filter and the router: records each request, routes to a tool of the catalogue."""
+POLICY_KEY = "policy-key"
 
-    def __init__(self) -> None:
+
+class Routing:
+    """Stands in for the filter and the router: records each request and routes it to `tool`."""
+
+    def __init__(self, tool: str = TOOLS[0].name) -> None:
+        self.tool = tool
         self.requests: list[pb.RouteRequest] = []
 
     async def route(self, request: pb.RouteRequest) -> tuple[pb.ToolCall, float]:
         self.requests.append(request)
-        return pb.ToolCall(tool=TOOLS[0].name, arguments_json="{}", outcome=pb.ROUTE_OUTCOME_ROUTED), 1.0
+        # Arguments that differ from step to step, as real ones do (the same call twice is judged a repeat).
+        arguments = json.dumps({"words": request.text, "handed": request.inputs_json})
+        return pb.ToolCall(tool=self.tool, arguments_json=arguments, outcome=pb.ROUTE_OUTCOME_ROUTED), 1.0
 
 
 @pytest.fixture
@@ -54,7 +61,7 @@ def routing() -> Routing:
 def worker(redis: aioredis.Redis, tmp_path: Path, routing: Routing) -> PlannerWorker:
     catalogue = Catalogue()
     catalogue.load(TOOLS)
-    return PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), 1500, routing)
+    return PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), 1500, routing, POLICY_KEY)
 
 
 async def turn(redis: aioredis.Redis, run_id: str, text: str, session: str = "s1", dry_run: bool = False) -> Envelope:
@@ -79,9 +86,14 @@ def result(
 
 
 def only_call(out: list[Emit]) -> pb.ToolCall:
+    """The one call sent to the tool host: a read, with the policy's approval of it."""
     [item] = out
-    assert item.stream == keys.PROPOSED
-    return pb.ToolCall.FromString(item.envelope.body)
+    assert item.stream == keys.APPROVED
+    call = pb.ToolCall.FromString(item.envelope.body)
+    assert call.approval.kind == pb.GRANT_KIND_POLICY
+    named = {"run_id": call.run_id, "step": call.step, "tool": call.tool, "arguments_json": call.arguments_json}
+    assert refusal({pb.GRANT_KIND_POLICY: POLICY_KEY}, call.approval, **named, changes=False) is None
+    return call
 
 
 async def finished(redis: aioredis.Redis, out: list[Emit], run_id: str) -> pb.Run:
@@ -105,7 +117,7 @@ async def test_a_compound_request_goes_out_one_step_at_a_time_and_answers(
 ) -> None:
     text = f"Find the PDFs in {tmp_path}, extract the text of each, and save a summary to notes.md"
     first = only_call(list(await worker.on_turn(await turn(redis, "r1", text))))
-    assert first.step == 1 and first.intent == f"Find the PDFs in {tmp_path}"
+    assert first.step == 1 and routing.requests[-1].text == f"Find the PDFs in {tmp_path}"
     assert list(first.hops) == [keys.HOP_RANK, keys.HOP_ROUTE]
     found = {
         "matches": [{"name": "a.pdf", "path": f"{tmp_path}/a.pdf"}, {"name": "b.pdf", "path": f"{tmp_path}/b.pdf"}]
@@ -117,6 +129,7 @@ async def test_a_compound_request_goes_out_one_step_at_a_time_and_answers(
     before = await events(redis, "r1")
     again = list(await worker.on_result(searched))
     assert only_call(again).step == second.step == 2 and again[0].envelope.idempotency_key == "r1:2:planner"
+    assert again[0].envelope.body != list(await worker.on_result(searched))[0].envelope.body  # a fresh nonce each
     assert await events(redis, "r1") == before
     third = only_call(
         list(await worker.on_result(result("r1", 2, "document.extract_text", {"text": "Alpha text."}, path="a")))
@@ -153,12 +166,12 @@ async def test_a_follow_up_turn_is_not_vague_once_the_session_has_history(
 ) -> None:
     # Without history "that PDF" names nothing: the step is routed as a dry run, to show its tool, and
     # the run asks back instead of running it.
-    held = only_call(list(await worker.on_turn(await turn(redis, "r3", "extract the text of that PDF", session="s3"))))
-    assert held.dry_run and held.held  # the gateway records it as a question, never as a call to run
-    asked = result("r3", 1, "document.extract_text", None, pb.STEP_STATUS_NEEDS_CLARIFICATION)
-    vague = await finished(redis, list(await worker.on_result(asked)), "r3")
+    out = list(await worker.on_turn(await turn(redis, "r3", "extract the text of that PDF", session="s3")))
+    # The step is routed (to show its tool), held as a question and settled at once: nothing is sent.
+    vague = await finished(redis, out, "r3")
+    assert vague.steps[0].status == pb.STEP_STATUS_NEEDS_CLARIFICATION
     assert vague.status == pb.RUN_STATUS_NEEDS_CLARIFICATION
-    assert "would call document.extract_text" in vague.answer and "nothing was run" in vague.answer
+    assert "would call filesystem.search_files" in vague.answer and "nothing was run" in vague.answer
     listed = {"entries": [{"name": "r.pdf", "path": f"{tmp_path}/r.pdf"}]}
     only_call(list(await worker.on_turn(await turn(redis, "r4", f"List the files in {tmp_path}", session="s3"))))
     out = list(await worker.on_result(result("r4", 1, "filesystem.list_dir", listed, path=str(tmp_path))))
@@ -168,7 +181,7 @@ async def test_a_follow_up_turn_is_not_vague_once_the_session_has_history(
 
 
 async def test_a_turn_that_only_gives_the_open_value_completes_the_step_before(
-    worker: PlannerWorker, redis: aioredis.Redis
+    worker: PlannerWorker, routing: Routing, redis: aioredis.Redis
 ) -> None:
     text = "add an event called Retro to my calendar"
     only_call(list(await worker.on_turn(await turn(redis, "r7", text, session="s7"))))
@@ -176,10 +189,11 @@ async def test_a_turn_that_only_gives_the_open_value_completes_the_step_before(
     asked = await finished(redis, list(await worker.on_result(open_step)), "r7")
     assert asked.status == pb.RUN_STATUS_NEEDS_CLARIFICATION and "calendar.create_event" in asked.answer
     given = only_call(list(await worker.on_turn(await turn(redis, "r8", "tomorrow from 3pm to 4pm", session="s7"))))
-    assert given.intent == "add an event called Retro to my calendar tomorrow from 3pm to 4pm"
+    assert given.step == 1
+    assert routing.requests[-1].text == "add an event called Retro to my calendar tomorrow from 3pm to 4pm"
     # A new instruction is a new request, not values for the old one.
     fresh = only_call(list(await worker.on_turn(await turn(redis, "r9", "list my tasks", session="s7"))))
-    assert fresh.intent == "list my tasks"
+    assert fresh.step == 1 and routing.requests[-1].text == "list my tasks"
 
 
 async def test_a_catalogue_taken_while_the_tool_host_started_is_completed_when_a_tool_is_new(
@@ -193,7 +207,7 @@ async def test_a_catalogue_taken_while_the_tool_host_started_is_completed_when_a
         return list(TOOLS)
 
     planning = Planning(catalogue, PathPolicy((tmp_path,), tmp_path))
-    worker = PlannerWorker(redis, planning, 1500, Routing(), list_tools)
+    worker = PlannerWorker(redis, planning, 1500, Routing(), POLICY_KEY, list_tools)
     only_call(list(await worker.on_turn(await turn(redis, "r6", f"Write 'hi' to {tmp_path}/a.txt", session="s6"))))
     written = {"success": True, "path": f"{tmp_path}/a.txt", "undo": [{"kind": "remove_created"}]}
     out = list(await worker.on_result(result("r6", 1, "filesystem.write_file", written, path="a.txt")))
@@ -219,3 +233,26 @@ async def test_a_planner_that_gives_up_ends_the_run_as_failed(worker: PlannerWor
     end = await RunStore(redis, "test").get("r11")
     assert end.status == pb.RUN_STATUS_FAILED and "the router is down" in end.answer
     assert [e.kind for e in await events(redis, "r11")] == [pb.EVENT_KIND_FINISHED]
+
+
+async def test_a_change_waits_for_the_person_and_nothing_is_sent(redis: aioredis.Redis, tmp_path: Path) -> None:
+    catalogue = Catalogue()
+    catalogue.load(TOOLS)
+    planning = Planning(catalogue, PathPolicy((tmp_path,), tmp_path))
+    worker = PlannerWorker(redis, planning, 1500, Routing("filesystem.write_file"), POLICY_KEY)
+    out = list(await worker.on_turn(await turn(redis, "r12", f"Write 'hi' to {tmp_path}/a.txt")))
+    assert out == []  # only the gateway, on the person's word, can send it
+    run = await RunStore(redis, "test").get("r12")
+    assert run.status == pb.RUN_STATUS_AWAITING_CONFIRMATION
+    assert run.steps[0].status == pb.STEP_STATUS_AWAITING_CONFIRMATION and run.steps[0].confirmation_required
+    kinds = [e.kind for e in await events(redis, "r12")]
+    assert kinds[-2:] == [pb.EVENT_KIND_STEP_PLANNED, pb.EVENT_KIND_AWAITING_CONFIRMATION]
+
+
+async def test_a_dry_run_settles_every_step_in_one_go(
+    worker: PlannerWorker, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    text = f"List the files in {tmp_path}, then read {tmp_path}/a.txt"
+    out = list(await worker.on_turn(await turn(redis, "r13", text, dry_run=True)))
+    run = await finished(redis, out, "r13")
+    assert [s.status for s in run.steps] == [pb.STEP_STATUS_SKIPPED, pb.STEP_STATUS_SKIPPED]

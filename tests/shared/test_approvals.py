@@ -20,25 +20,32 @@ def test_secret_is_created_once_private_and_kept(tmp_path: Path) -> None:
 CALL = {"run_id": "run", "step": 1, "tool": "filesystem.delete_file", "arguments_json": '{"path": "/a"}'}
 
 
-def given(key: str = "k", kind: pb.GrantKind = pb.GRANT_KIND_PERSON, ttl: float = 60) -> pb.Approval:
-    return grant(key, **CALL, idempotency_key="run:1:gateway", kind=kind, ttl_seconds=ttl)
+# The person's key (the gateway's) and the policy's (the planner's).
+KEYS = {pb.GRANT_KIND_PERSON: "k", pb.GRANT_KIND_POLICY: "p"}
+
+
+def given(kind: pb.GrantKind = pb.GRANT_KIND_PERSON, ttl: float = 60, key: str = "") -> pb.Approval:
+    return grant(key or KEYS[kind], **CALL, idempotency_key="run:1:gateway", kind=kind, ttl_seconds=ttl)
 
 
 def test_an_approval_is_refused_for_any_other_call_key_time_or_granter() -> None:
     approval = given()
-    assert refusal("k", approval, **CALL, changes=True) is None
-    assert refusal("k", approval, **{**CALL, "arguments_json": '{"path": "/b"}'}, changes=True) is Refusal.MISMATCHED
-    assert refusal("k", approval, **{**CALL, "step": 2}, changes=True) is Refusal.MISMATCHED
-    assert refusal("other", approval, **CALL, changes=True) is Refusal.FORGED
-    assert refusal("k", pb.Approval(), **CALL, changes=True) is Refusal.MISSING
-    assert refusal("k", approval, **CALL, changes=True, at_ms=approval.expires_unix_ms) is Refusal.EXPIRED
-    assert refusal("k", given(kind=pb.GRANT_KIND_POLICY), **CALL, changes=True) is Refusal.INSUFFICIENT
-    assert refusal("k", given(kind=pb.GRANT_KIND_POLICY), **CALL, changes=False) is None
+    assert refusal(KEYS, approval, **CALL, changes=True) is None
+    assert refusal(KEYS, approval, **{**CALL, "arguments_json": '{"path": "/b"}'}, changes=True) is Refusal.MISMATCHED
+    assert refusal(KEYS, approval, **{**CALL, "step": 2}, changes=True) is Refusal.MISMATCHED
+    assert refusal({**KEYS, pb.GRANT_KIND_PERSON: "other"}, approval, **CALL, changes=True) is Refusal.FORGED
+    assert refusal(KEYS, pb.Approval(), **CALL, changes=True) is Refusal.MISSING
+    assert refusal(KEYS, approval, **CALL, changes=True, at_ms=approval.expires_unix_ms) is Refusal.EXPIRED
+    # The policy's approval (the planner's key) is good for a read, never for a change.
+    assert refusal(KEYS, given(pb.GRANT_KIND_POLICY), **CALL, changes=True) is Refusal.INSUFFICIENT
+    assert refusal(KEYS, given(pb.GRANT_KIND_POLICY), **CALL, changes=False) is None
+    # Whoever holds only the policy's key cannot pass off an approval as a person's.
+    assert refusal(KEYS, given(pb.GRANT_KIND_PERSON, key="p"), **CALL, changes=True) is Refusal.FORGED
     for field, value in (("expires_unix_ms", approval.expires_unix_ms + 10**9), ("kind", pb.GRANT_KIND_POLICY)):
         tampered = pb.Approval()
         tampered.CopyFrom(approval)
         setattr(tampered, field, value)
-        assert refusal("k", tampered, **CALL, changes=False) is Refusal.FORGED
+        assert refusal(KEYS, tampered, **CALL, changes=False) is Refusal.FORGED
     assert given().nonce != approval.nonce
 
 

@@ -29,7 +29,7 @@ def test_list_files_crosses_every_stream_and_answers_with_real_names(stack: Stac
     assert step["tool"] == "filesystem.list_dir"
     assert step["arguments"]["path"] == str(workspace)
     assert step["status"] == "succeeded"
-    assert step["hops"] == [keys.HOP_RANK, keys.HOP_ROUTE, keys.PROPOSED, keys.APPROVED, keys.RESULTS]
+    assert step["hops"] == [keys.HOP_RANK, keys.HOP_ROUTE, keys.APPROVED, keys.RESULTS]
 
 
 def test_status_shows_five_healthy_services_in_five_processes(stack: Stack) -> None:

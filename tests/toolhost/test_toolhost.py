@@ -23,7 +23,9 @@ from switchboard.envelope import Envelope
 from switchboard.streams import StreamWorker, emit, publish
 from switchboard.v1 import switchboard_pb2 as pb
 
-KEY = "test-approval-key"
+KEY = "test-approval-key"  # a person's approvals, granted by the gateway
+POLICY_KEY = "test-policy-key"  # the policy's, granted by the planner for reads
+GRANT_KEYS = {pb.GRANT_KIND_PERSON: KEY, pb.GRANT_KIND_POLICY: POLICY_KEY}
 
 
 @pytest.fixture
@@ -42,7 +44,13 @@ async def host(tmp_path: Path, root: Path, redis: aioredis.Redis) -> AsyncIterat
     stop = asyncio.Event()
     supervisor = asyncio.create_task(server.supervise(stop))
     running = ToolHost(
-        redis, [server], KEY, 30.0, AuditLog(settings.audit_path), Sandbox(settings.roots()), Trash(settings.trash_dir)
+        redis,
+        [server],
+        GRANT_KEYS,
+        30.0,
+        AuditLog(settings.audit_path),
+        Sandbox(settings.roots()),
+        Trash(settings.trash_dir),
     )
     await running.wait_ready(timeout=60)
     yield running
@@ -54,7 +62,7 @@ def approval(
     tool: str, args: str, step: int = 1, kind: pb.GrantKind = pb.GRANT_KIND_PERSON, ttl: float = 60
 ) -> pb.Approval:
     return grant(
-        KEY,
+        GRANT_KEYS[kind],
         run_id="run1",
         step=step,
         tool=tool,
@@ -118,8 +126,9 @@ async def test_an_approval_runs_its_call_once_and_every_other_use_is_refused_and
     by_policy = await host.call(
         "filesystem.write_file", args, "run1", 1, approval("filesystem.write_file", args, kind=pb.GRANT_KIND_POLICY)
     )
+    # Signed with the policy's key (all the planner holds) but passed off as a person's approval.
     other_key = grant(
-        "not-the-key",
+        POLICY_KEY,
         run_id="run1",
         step=1,
         tool="filesystem.write_file",
@@ -154,6 +163,8 @@ async def test_a_read_needs_an_approval_too_and_the_policy_may_give_it(host: Too
         "filesystem.list_dir", args, "run1", 1, approval("filesystem.list_dir", args, kind=pb.GRANT_KIND_POLICY)
     )
     assert listed.status == pb.STEP_STATUS_SUCCEEDED, listed.error
+    refused, read = host.audit.rows()
+    assert (refused["outcome"], read["outcome"], read["confirmation"]) == ("failed", "succeeded", "not_required")
 
 
 async def test_unknown_tool_and_missing_parameter_say_how_to_fix_the_call(host: ToolHost) -> None:
