@@ -155,6 +155,14 @@ class Planning:
     def assess(self, text: str, has_context: bool) -> policy.Assessment:
         return policy.assess(text, self.paths, has_context)
 
+    def read(self, text: str, history: SessionMemory) -> tuple[str, policy.Assessment, list[PlannedStep]]:
+        """A turn's words completed with the step the session left open, judged, and planned unless
+        refused (blocking: the parser and maybe the model work)."""
+        text = completed_request(text, history)
+        assessment = self.assess(text, has_context=not history.empty)
+        plan = [] if assessment.verdict is policy.Verdict.REFUSE else self.plan(text)
+        return text, assessment, plan
+
     def plan(self, text: str) -> list[PlannedStep]:
         """The plan for `text` (blocking: the model may be asked)."""
         servers = sorted(self.catalogue.server_words)
@@ -282,13 +290,12 @@ class PlannerWorker:
         if earlier is not None:  # a turn handled before: send on what was decided then
             return await self._repeat(turn.run_id, earlier)
         history = await self._session(turn.session_id) if self.session_memory else SessionMemory()
-        text = await asyncio.to_thread(completed_request, turn.text, history)
-        assessment = self.planning.assess(text, has_context=not history.empty)
+        # Reading, judging and planning the words (the parse may take a while) in one trip off the loop.
+        text, assessment, plan = await asyncio.to_thread(self.planning.read, turn.text, history)
         if assessment.verdict is policy.Verdict.REFUSE:
             FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_TURN_REFUSED)).inc()
             state = core.start_run(text, turn.session_id, turn.dry_run, [], history)
             return await self._finish(turn.run_id, state, Finish(RunOutcome.REFUSED, assessment.reason))
-        plan = await asyncio.to_thread(self.planning.plan, text)
         if assessment.verdict is policy.Verdict.CLARIFY and len(plan) > 1:
             # "Take a screenshot and run OCR on the screenshot": a later step may point at what an
             # earlier one makes, so only the first step's words must stand on their own.
