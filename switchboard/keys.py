@@ -17,9 +17,10 @@ PREFIX = "sb"
 # One stream per hop.
 TURNS = f"{PREFIX}:turns"  # gateway → planner: a new request
 APPROVED = f"{PREFIX}:approved"  # planner (a read) or gateway (a person's yes) → toolhost: a call to run
-RESULTS = f"{PREFIX}:results"  # toolhost (or gateway, for a step the person rejected) → planner, toolhost
+RESULTS = f"{PREFIX}:results"  # toolhost (or gateway, for a step the person rejected) → planner
+DECISIONS = f"{PREFIX}:decisions"  # gateway → toolhost: a step the person rejected, for the audit log
 
-ALL_STREAMS = (TURNS, APPROVED, RESULTS)
+ALL_STREAMS = (TURNS, APPROVED, RESULTS, DECISIONS)
 
 # The two calls a step makes over gRPC before it is proposed, as its record lists them among its hops.
 HOP_RANK = "grpc:Filter.Rank"
@@ -37,7 +38,8 @@ GROUP_TOOLHOST = "toolhost"
 STREAM_GROUPS: dict[str, tuple[str, ...]] = {
     TURNS: (GROUP_PLANNER,),
     APPROVED: (GROUP_TOOLHOST,),
-    RESULTS: (GROUP_PLANNER, GROUP_TOOLHOST),
+    RESULTS: (GROUP_PLANNER,),
+    DECISIONS: (GROUP_TOOLHOST,),
 }
 
 # How long a run's record and everything else kept about it last at most (see also runs_kept).

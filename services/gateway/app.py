@@ -107,8 +107,14 @@ class Gateway:
             return [Event(pb.EVENT_KIND_APPROVED if approve else pb.EVENT_KIND_REJECTED, step, record.tool)]
 
         def publish_decision(pipe, run: pb.Run, record: pb.StepRecord) -> None:  # noqa: ANN001 - a Pipeline
-            out = self._approved(run, record) if approve else self._rejected(run, record)
+            if approve:
+                out = self._approved(run, record)
+                pipe.xadd(out.stream, out.envelope.to_fields())
+                return
+            # The rejection settles the step for the planner, and goes to the tool host's audit log.
+            out = self._rejected(run, record)
             pipe.xadd(out.stream, out.envelope.to_fields())
+            pipe.xadd(keys.DECISIONS, out.envelope.to_fields())
 
         run, _ = await self.store.update(run_id, decide, announce, publish_decision)
         STEP_OUTCOMES.labels(stage=STAGE, outcome="approved" if approve else "rejected").inc()

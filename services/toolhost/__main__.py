@@ -57,10 +57,10 @@ async def main(settings: ToolHostSettings) -> None:
             ),
             StreamWorker(
                 runtime.redis,
-                stream=keys.RESULTS,
+                stream=keys.DECISIONS,
                 group=keys.GROUP_TOOLHOST,
                 consumer=runtime.instance,
-                handler=worker.on_result,
+                handler=worker.on_decision,
             ),
         ],
         background=supervisors,

@@ -340,7 +340,7 @@ class ApprovedCallWorker:
         """A second copy of an approved call whose first copy was handled: audited as a replay."""
         self.host.refuse_replayed_message(pb.ToolCall.FromString(envelope.body))
 
-    async def on_result(self, envelope: Envelope) -> Sequence[Emit]:
+    async def on_decision(self, envelope: Envelope) -> Sequence[Emit]:
         """Audit a person's rejection, which settles a step without the call ever reaching the tool host."""
         result = pb.StepResult.FromString(envelope.body)
         if result.status == pb.STEP_STATUS_REJECTED:

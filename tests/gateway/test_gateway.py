@@ -157,6 +157,8 @@ async def test_rejection_settles_the_step_without_running_it(served, redis: aior
     [(_, fields)] = await redis.xrange(keys.RESULTS)
     result = pb.StepResult.FromString(Envelope.from_fields(fields).body)
     assert result.status == pb.STEP_STATUS_REJECTED and result.error == "keep it"
+    [(_, audited)] = await redis.xrange(keys.DECISIONS)  # for the tool host's audit log
+    assert pb.StepResult.FromString(Envelope.from_fields(audited).body) == result
 
 
 async def test_only_a_waiting_step_can_be_confirmed(served) -> None:  # noqa: ANN001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 from opentelemetry import trace
 
@@ -125,10 +126,13 @@ def test_redis_client_outlasts_every_blocking_read(redis_url: str) -> None:
     assert timeout_ms > max(events_block_ms, worker_block_ms)
 
 
-async def test_only_what_every_group_acknowledged_is_trimmed(redis: aioredis.Redis) -> None:
-    from switchboard.streams import ensure_group, trim_acknowledged
+async def test_only_what_every_group_acknowledged_is_trimmed(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchboard.streams import trim_acknowledged
 
-    stream = keys.RESULTS  # read by two groups: the planner and the tool host
+    stream = "test:read-twice"  # a stream two groups read
+    monkeypatch.setitem(keys.STREAM_GROUPS, stream, (keys.GROUP_PLANNER, keys.GROUP_TOOLHOST))
     for group in keys.STREAM_GROUPS[stream]:
         await ensure_group(redis, stream, group)
     await publish(redis, [Emit(stream, Envelope("run1", n, f"k{n}", "", b"x")) for n in range(5)])

@@ -1,0 +1,63 @@
+"""Whole-run time of read requests, from the run's creation to its final status, against a running stack.
+
+    .venv/bin/python bench/whole_run.py [--runs N]
+
+Unlike `bench/overhead.py` it needs nothing but a run's creation and update times, which every
+release's API has served, so it measures an older release the same way (start that release's stack
+with its own state directory, then point this at it with SWITCHBOARD_STATE_DIR and
+SWITCHBOARD_HTTP_PORT). The requests read a scratch folder it makes inside the first allowed root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import httpx
+
+from switchboard.settings import CommonSettings
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100, help="runs of each kind (after 5 to warm up)")
+    args = parser.parse_args()
+    settings = CommonSettings()
+    scratch = settings.roots()[0] / "bench-whole-run"
+    scratch.mkdir(parents=True, exist_ok=True)
+    for name in ("alpha.txt", "beta.txt"):
+        (scratch / name).write_text(f"{name}\n")
+    kinds = {
+        "one step": [f"List the files in {scratch}", f"Read {scratch / 'alpha.txt'}"],
+        "two steps": [f"List the files in {scratch}, then read {scratch / 'beta.txt'}"],
+    }
+    token = settings.token_path.read_text().strip()
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{settings.http_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as http:
+        for kind, texts in kinds.items():
+            totals: list[float] = []
+            for number in range(args.runs + 5):
+                run_id = http.post("/v1/turns", json={"text": texts[number % len(texts)]}).json()["run_id"]
+                with http.stream("GET", f"/v1/runs/{run_id}/events", timeout=120) as events:
+                    for line in events.iter_lines():
+                        if line == "event: finished":
+                            break
+                run = http.get(f"/v1/runs/{run_id}").json()
+                if run["status"] != "answered":
+                    raise SystemExit(f"a bench run did not answer ({run['status']}): {run['answer']}")
+                if number >= 5:
+                    totals.append((run.get("finished_unix_ms") or run["updated_unix_ms"]) - run["created_unix_ms"])
+            print(
+                f"{kind:<9}: whole run p50 {statistics.median(totals):6.1f} ms  p95 {percentile(totals, 0.95):6.1f} ms"
+                f"  ({len(totals)} runs)"
+            )
+
+
+if __name__ == "__main__":
+    main()
