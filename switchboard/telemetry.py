@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -129,7 +130,9 @@ def setup_tracing(service: str, otlp_endpoint: str = "") -> TracerProvider:
     return provider
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """Switchboard's tracer, made once (one taken before the provider is set forwards to it later)."""
     return trace.get_tracer("switchboard")
 
 
