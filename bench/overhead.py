@@ -51,6 +51,30 @@ def finished(http: httpx.Client, text: str) -> dict:
     return run
 
 
+def scratch_folder(settings: CommonSettings, name: str) -> Path:
+    """A folder with two small files inside the first allowed root, for read requests."""
+    scratch = settings.roots()[0] / name
+    scratch.mkdir(parents=True, exist_ok=True)
+    for file in ("alpha.txt", "beta.txt"):
+        (scratch / file).write_text(f"{file}\n")
+    return scratch
+
+
+def read_requests(scratch: Path) -> dict[str, list[str]]:
+    """The requests of each kind the benches send: one step that reads, and two."""
+    return {
+        "one step": [f"List the files in {scratch}", f"Read {scratch / 'alpha.txt'}"],
+        "two steps": [f"List the files in {scratch}, then read {scratch / 'beta.txt'}"],
+    }
+
+
+def api_client(settings: CommonSettings) -> httpx.Client:
+    token = settings.token_path.read_text().strip()
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{settings.http_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+
+
 def overhead_per_step(run: dict) -> float:
     total = run["finished_unix_ms"] - run["created_unix_ms"]
     inside = sum(step["rank_ms"] + step["route_ms"] + step["duration_ms"] for step in run["steps"])
@@ -63,19 +87,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write every run's figures here as JSON")
     args = parser.parse_args()
     settings = CommonSettings()
-    scratch = settings.roots()[0] / "bench-overhead"
-    scratch.mkdir(parents=True, exist_ok=True)
-    for name in ("alpha.txt", "beta.txt"):
-        (scratch / name).write_text(f"{name}\n")
-    token = settings.token_path.read_text().strip()
-    kinds = {
-        "one step": [f"List the files in {scratch}", f"Read {scratch / 'alpha.txt'}"],
-        "two steps": [f"List the files in {scratch}, then read {scratch / 'beta.txt'}"],
-    }
+    kinds = read_requests(scratch_folder(settings, "bench-overhead"))
     figures: dict[str, list[dict]] = {}
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{settings.http_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as http:
+    with api_client(settings) as http:
         for kind, texts in kinds.items():
             for number in range(5):  # warm up: the first runs load what the services load lazily
                 finished(http, texts[number % len(texts)])

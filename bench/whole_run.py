@@ -13,14 +13,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import httpx
+from overhead import api_client, finished, percentile, read_requests, scratch_folder
 
 from switchboard.settings import CommonSettings
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -28,27 +23,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="runs of each kind (after 5 to warm up)")
     args = parser.parse_args()
     settings = CommonSettings()
-    scratch = settings.roots()[0] / "bench-whole-run"
-    scratch.mkdir(parents=True, exist_ok=True)
-    for name in ("alpha.txt", "beta.txt"):
-        (scratch / name).write_text(f"{name}\n")
-    kinds = {
-        "one step": [f"List the files in {scratch}", f"Read {scratch / 'alpha.txt'}"],
-        "two steps": [f"List the files in {scratch}, then read {scratch / 'beta.txt'}"],
-    }
-    token = settings.token_path.read_text().strip()
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{settings.http_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as http:
+    kinds = read_requests(scratch_folder(settings, "bench-whole-run"))
+    with api_client(settings) as http:
         for kind, texts in kinds.items():
             totals: list[float] = []
             for number in range(args.runs + 5):
-                run_id = http.post("/v1/turns", json={"text": texts[number % len(texts)]}).json()["run_id"]
-                with http.stream("GET", f"/v1/runs/{run_id}/events", timeout=120) as events:
-                    for line in events.iter_lines():
-                        if line == "event: finished":
-                            break
-                run = http.get(f"/v1/runs/{run_id}").json()
+                run = finished(http, texts[number % len(texts)])
                 if run["status"] != "answered":
                     raise SystemExit(f"a bench run did not answer ({run['status']}): {run['answer']}")
                 if number >= 5:

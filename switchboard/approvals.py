@@ -114,6 +114,41 @@ def grant(
     return approval
 
 
+def approved_call(
+    key: str,
+    kind: pb.GrantKind,
+    ttl_seconds: float,
+    *,
+    run_id: str,
+    step: int,
+    tool: str,
+    arguments_json: str,
+    idempotency_key: str,
+    session_id: str,
+    hops: list[str],
+) -> pb.ToolCall:
+    """The call for the tool host (`sb:approved`), with an approval of this one execution."""
+    return pb.ToolCall(
+        run_id=run_id,
+        step=step,
+        tool=tool,
+        arguments_json=arguments_json,
+        outcome=pb.ROUTE_OUTCOME_ROUTED,
+        approval=grant(
+            key,
+            run_id=run_id,
+            step=step,
+            tool=tool,
+            arguments_json=arguments_json,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            ttl_seconds=ttl_seconds,
+        ),
+        hops=hops,
+        session_id=session_id,
+    )
+
+
 def refusal(
     keys_by_kind: Mapping[int, str],
     approval: pb.Approval,

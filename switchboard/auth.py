@@ -19,6 +19,8 @@ from typing import Any
 
 import grpc
 
+from switchboard.telemetry import AUTH_REFUSALS
+
 METADATA_KEY = "authorization"
 SCHEME = "Bearer "
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
@@ -88,8 +90,6 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         given = presented(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
         if accepted(given, self.secrets):
             return handler
-        from switchboard.telemetry import AUTH_REFUSALS
-
         AUTH_REFUSALS.labels(method=method).inc()
         return _refusal(handler, self.why)
 

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from services.gateway import core
 from switchboard import keys, runs
-from switchboard.approvals import UNDO, grant
+from switchboard.approvals import UNDO, approved_call, grant
 from switchboard.envelope import step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import kind_name
@@ -168,25 +168,17 @@ class Gateway:
     def _approved(self, run: pb.Run, step: pb.StepRecord) -> Emit:
         """The call for the tool host, with the person's approval of this one execution."""
         key = step_key(run.run_id, step.number, STAGE)
-        approval = grant(
+        call = approved_call(
             self.approval_key,
+            pb.GRANT_KIND_PERSON,
+            self.approval_ttl_seconds,
             run_id=run.run_id,
             step=step.number,
             tool=step.tool,
             arguments_json=step.arguments_json,
             idempotency_key=key,
-            kind=pb.GRANT_KIND_PERSON,
-            ttl_seconds=self.approval_ttl_seconds,
-        )
-        call = pb.ToolCall(
-            run_id=run.run_id,
-            step=step.number,
-            tool=step.tool,
-            arguments_json=step.arguments_json,
-            outcome=pb.ROUTE_OUTCOME_ROUTED,
-            approval=approval,
-            hops=list(step.hops),
             session_id=run.session_id,
+            hops=list(step.hops),
         )
         return emit(keys.APPROVED, run.run_id, step.number, key, call.SerializeToString())
 

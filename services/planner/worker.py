@@ -40,7 +40,7 @@ from services.planner.context import (
 )
 from services.planner.state import Done, Finish, PlannedStep, RunOutcome, RunState, StepOrder, StepOutcome, StepState
 from switchboard import confirmation, keys, runs
-from switchboard.approvals import grant
+from switchboard.approvals import approved_call
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import NotFound, UpstreamUnavailable
 from switchboard.events import KIND_OF_STEP_STATUS, kind_name
@@ -374,7 +374,8 @@ class PlannerWorker:
                 FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(verdict.failure)).inc()
             STEP_OUTCOMES.labels(stage=STAGE, outcome=kind_name(verdict.kind)).inc()
             if verdict.status == pb.STEP_STATUS_APPROVED:
-                return [self._approved(run_id, routed.call)]
+                call = routed.call
+                return [self._approved(run_id, call.step, call.tool, call.arguments_json, call.session_id, call.hops)]
             if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
                 return []  # the gateway lets it run when the person confirms it
 
@@ -398,15 +399,9 @@ class PlannerWorker:
         record = next((r for r in (await self.store.get(run_id)).steps if r.number == last.number), None)
         if record is None or record.status != pb.STEP_STATUS_APPROVED or keys.RESULTS in record.hops:
             return []
-        call = pb.ToolCall(
-            run_id=run_id,
-            step=record.number,
-            tool=record.tool,
-            arguments_json=record.arguments_json,
-            session_id=state.session_id,
-            hops=list(record.hops),
-        )
-        return [self._approved(run_id, call)]
+        return [
+            self._approved(run_id, record.number, record.tool, record.arguments_json, state.session_id, record.hops)
+        ]
 
     async def _route(self, run_id: str, state: RunState, order: StepOrder) -> Routed:
         request = pb.RouteRequest(
@@ -433,30 +428,25 @@ class PlannerWorker:
         call.hops.extend([keys.HOP_RANK, keys.HOP_ROUTE])
         return Routed(call, order.server, rank_ms)
 
-    def _approved(self, run_id: str, call: pb.ToolCall) -> Emit:
+    def _approved(
+        self, run_id: str, step: int, tool: str, arguments_json: str, session_id: str, hops: Sequence[str]
+    ) -> Emit:
         """The call for the tool host, with the policy's approval of it: valid for one execution, and
         only for a tool that changes nothing (the tool host checks that against its own catalogue)."""
-        key = step_key(run_id, call.step, STAGE)
-        approved = pb.ToolCall(
+        key = step_key(run_id, step, STAGE)
+        call = approved_call(
+            self.policy_key,
+            pb.GRANT_KIND_POLICY,
+            self.approval_ttl_seconds,
             run_id=run_id,
-            step=call.step,
-            tool=call.tool,
-            arguments_json=call.arguments_json,
-            outcome=pb.ROUTE_OUTCOME_ROUTED,
-            approval=grant(
-                self.policy_key,
-                run_id=run_id,
-                step=call.step,
-                tool=call.tool,
-                arguments_json=call.arguments_json,
-                idempotency_key=key,
-                kind=pb.GRANT_KIND_POLICY,
-                ttl_seconds=self.approval_ttl_seconds,
-            ),
-            hops=list(call.hops),
-            session_id=call.session_id,
+            step=step,
+            tool=tool,
+            arguments_json=arguments_json,
+            idempotency_key=key,
+            session_id=session_id,
+            hops=list(hops),
         )
-        return emit(keys.APPROVED, run_id, call.step, key, approved.SerializeToString())
+        return emit(keys.APPROVED, run_id, step, key, call.SerializeToString())
 
     def _judge(self, run: pb.Run, call: pb.ToolCall) -> Verdict:
         """The confirmation policy on a routed call, against the record as it is now."""
