@@ -124,4 +124,21 @@ def test_a_copied_approval_on_the_stream_is_refused_and_audited_and_the_write_ra
             break
         time.sleep(0.2)
     assert [r["confirmation"] for r in rows] == ["confirmed", "refused_replayed", "refused_replayed"]
+
+    # The same approval over the tool host's gRPC API, with the services' own key: refused too.
+    call = pb.ToolCall.FromString(copy.body)
+    request = pb.CallToolRequest(
+        tool=call.tool,
+        arguments_json=call.arguments_json,
+        run_id=call.run_id,
+        step=call.step,
+        approval=call.approval,
+        session_id=call.session_id,
+    )
+    internal = (stack.state_dir / "internal.key").read_text().strip()
+    with blocking_channel(stack.env["SWITCHBOARD_TOOLHOST_ADDR"], internal) as channel:
+        over_grpc = pb_grpc.ToolHostStub(channel).CallTool(request, timeout=60)
+    assert over_grpc.failure == pb.FAILURE_MODE_APPROVAL_REFUSED and "already used" in over_grpc.error
+    rows = [r for r in audit.rows() if r["run_id"] == run["run_id"] and r["kind"] == "call"]
+    assert [r["confirmation"] for r in rows][-1] == "refused_replayed"
     assert target.read_text() == "changed since\n"  # the tool ran exactly once
