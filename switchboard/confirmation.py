@@ -123,13 +123,13 @@ def repeated_call(run: pb.Run, call: pb.ToolCall, changes: frozenset[str]) -> in
     return repeat
 
 
-def reused_result(run: pb.Run, step: pb.StepRecord) -> str:
-    """The result a step that repeats an earlier read takes over: that step's result ('' if none).
+def reused_result(run: pb.Run, step: pb.StepRecord) -> pb.StepRecord | None:
+    """The earlier step whose result a step that repeats its read takes over (None if none).
 
     Only a step judged `reused_result` settles as succeeded without running, so a succeeded step that
     reaches this has its twin among the earlier steps."""
     if step.status != pb.STEP_STATUS_SUCCEEDED:
-        return ""
+        return None
     wanted = _canonical(step.arguments_json)
     for record in sorted(run.steps, key=lambda r: r.number, reverse=True):
         if (
@@ -138,8 +138,8 @@ def reused_result(run: pb.Run, step: pb.StepRecord) -> str:
             and record.status == pb.STEP_STATUS_SUCCEEDED
             and _canonical(record.arguments_json) == wanted
         ):
-            return record.result_json
-    return ""
+            return record
+    return None
 
 
 def _canonical(arguments_json: str) -> str:

@@ -81,9 +81,14 @@ RUNS_INDEX = f"{PREFIX}:runs"  # sorted set of run ids by creation time
 SESSIONS_INDEX = f"{PREFIX}:sessions"  # sorted set of session ids by last use
 
 
+def contents_key(run_id: str) -> str:
+    """The large results of a run's steps, kept once and referenced (field: StepResult.content_ref)."""
+    return f"{PREFIX}:contents:{run_id}"
+
+
 def run_keys(run_id: str) -> tuple[str, ...]:
     """Every key that holds something of one run."""
-    return (run_key(run_id), run_events_key(run_id), done_key(run_id), calls_key(run_id))
+    return (run_key(run_id), run_events_key(run_id), done_key(run_id), calls_key(run_id), contents_key(run_id))
 
 
 def session_key(session_id: str) -> str:

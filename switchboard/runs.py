@@ -16,7 +16,7 @@ The functions `apply_*` change a record in memory and nothing else; the store ap
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -145,6 +145,7 @@ def apply_result(run: pb.Run, result: pb.StepResult, hops: Sequence[str]) -> Non
     record = step_record(run, result.step)
     record.status = result.status
     record.result_json = result.content_json
+    record.result_ref = result.content_ref
     if result.error:
         record.error = result.error
     record.duration_ms = result.duration_ms
@@ -165,11 +166,43 @@ def apply_finished(run: pb.Run, status: pb.RunStatus, answer: str) -> None:
     run.updated_unix_ms = run.finished_unix_ms = now_ms()
 
 
-def served(run: pb.Run) -> pb.Run:
-    """The record as the API serves it: without the orchestrator's working state."""
+# A result larger than this is kept once in the run's contents hash and referenced from the stream
+# message and the record, instead of travelling and being stored inline.
+LARGE_RESULT_BYTES = 64 * 1024
+
+
+async def store_large(redis: aioredis.Redis, result: pb.StepResult) -> None:
+    """Move a large output out of `result` into the run's contents hash, leaving a reference."""
+    if len(result.content_json) <= LARGE_RESULT_BYTES:
+        return
+    field = str(result.step)
+    key = keys.contents_key(result.run_id)
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(key, field, result.content_json)
+    pipe.expire(key, keys.RUN_TTL_SECONDS)
+    await pipe.execute()
+    result.content_ref = field
+    result.content_json = ""
+
+
+async def large_results(redis: aioredis.Redis, run_id: str, refs: Iterable[str]) -> dict[str, str]:
+    """The large results a run's records refer to, by reference."""
+    wanted = sorted({ref for ref in refs if ref})
+    if not wanted:
+        return {}
+    values: Any = await redis.hmget(keys.contents_key(run_id), wanted)
+    return {ref: value.decode() for ref, value in zip(wanted, values, strict=True) if value is not None}
+
+
+def served(run: pb.Run, large: Mapping[str, str] | None = None) -> pb.Run:
+    """The record as the API serves it: without the orchestrator's working state, with each large
+    result in place of its reference."""
     shown = pb.Run()
     shown.CopyFrom(run)
     shown.ClearField("orchestration_json")
+    for record in shown.steps:
+        if record.result_ref and large and record.result_ref in large:
+            record.result_json = large[record.result_ref]
     return shown
 
 

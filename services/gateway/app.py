@@ -77,10 +77,15 @@ class Gateway:
         return runs.served(run)
 
     async def get_run(self, run_id: str) -> pb.Run:
-        return runs.served(await self.store.get(run_id))
+        return await self._served(await self.store.get(run_id))
 
     async def list_runs(self, limit: int = 20) -> list[pb.Run]:
-        return [runs.served(run) for run in await self.store.list(limit)]
+        return [await self._served(run) for run in await self.store.list(limit)]
+
+    async def _served(self, run: pb.Run) -> pb.Run:
+        """The run as the API serves it, with any large result its steps refer to in place."""
+        refs = [record.result_ref for record in run.steps if record.result_ref]
+        return runs.served(run, await runs.large_results(self.redis, run.run_id, refs))
 
     def watch(self, run_id: str) -> AsyncIterator[pb.RunEvent]:
         return self.store.events(run_id)
@@ -118,7 +123,7 @@ class Gateway:
 
         run, _ = await self.store.update(run_id, decide, announce, publish_decision)
         STEP_OUTCOMES.labels(stage=STAGE, outcome="approved" if approve else "rejected").inc()
-        return runs.served(run)
+        return await self._served(run)
 
     async def undo(self, run_id: str, step: int) -> pb.Run:
         """Undo the effect of a step that ran, through the tool host, and record it on the run."""
@@ -146,7 +151,7 @@ class Gateway:
             lambda _r, _x: [Event(pb.EVENT_KIND_UNDONE, step, "; ".join(actions))],
         )
         STEP_OUTCOMES.labels(stage=STAGE, outcome="undone").inc()
-        return runs.served(run)
+        return await self._served(run)
 
     async def catalogue(self, tool: str = "") -> dict[str, pb.ToolInfo]:
         """The tool host's tools by name, refreshed every half minute, and sooner when `tool` is not in

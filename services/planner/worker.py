@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -214,26 +214,29 @@ def settled_result(run: pb.Run, step: pb.StepRecord, verdict: Verdict) -> pb.Ste
         pb.STEP_STATUS_NEEDS_CLARIFICATION: step.error or "the request does not say enough",
         pb.STEP_STATUS_FAILED: step.error,
     }
+    reused = confirmation.reused_result(run, step)
     return pb.StepResult(
         run_id=run.run_id,
         step=step.number,
         tool=step.tool,
         arguments_json=step.arguments_json,
         status=verdict.status,
-        content_json=confirmation.reused_result(run, step),
+        content_json=reused.result_json if reused else "",
+        content_ref=reused.result_ref if reused else "",
         error=reasons.get(verdict.status, ""),
         session_id=run.session_id,
         failure=verdict.failure,
     )
 
 
-def load_state(run: pb.Run) -> RunState | None:
+def load_state(run: pb.Run, large: Mapping[str, str] | None = None) -> RunState | None:
     """The planner's state kept in `run` (None before the planner took the run), each step's result
-    taken from the step's record, where it is kept once."""
+    taken from the step's record, where it is kept once (a large one from `large`, by reference)."""
     if not run.orchestration_json:
         return None
     data = json.loads(run.orchestration_json)
-    results = {record.number: record.result_json for record in run.steps}
+    large = large or {}
+    results = {record.number: large.get(record.result_ref, "") or record.result_json for record in run.steps}
     for number, outcome in data["outcomes"].items():
         outcome["content"] = _loads(results.get(int(number), ""), None)
     return RunState.from_dict(data)
@@ -286,7 +289,7 @@ class PlannerWorker:
         run = await self._record(turn.run_id)
         if run is None:
             return []
-        earlier = load_state(run)
+        earlier = await self._state(run)
         if earlier is not None:  # a turn handled before: send on what was decided then
             return await self._repeat(turn.run_id, earlier)
         history = await self._session(turn.session_id) if self.session_memory else SessionMemory()
@@ -317,12 +320,12 @@ class PlannerWorker:
     async def on_result(self, envelope: Envelope) -> Sequence[Emit]:
         result = pb.StepResult.FromString(envelope.body)
         run = await self._record(result.run_id)
-        state = load_state(run) if run is not None else None
+        state = await self._state(run) if run is not None else None
         if state is None:  # not a run this planner started (or long forgotten)
             return []
         if result.step in state.outcomes:
             return await self._repeat(result.run_id, state)
-        outcome = outcome_from_result(result)
+        outcome = outcome_from_result(await self._with_content(result))
         await self.refresh_catalogue(outcome.tool)
         core.record(state, outcome)
         STEP_OUTCOMES.labels(stage=STAGE, outcome=outcome.state.value).inc()
@@ -527,6 +530,21 @@ class PlannerWorker:
         remember = self._remember(state, finish) if finish is not None else None
         await self.store.update(run_id, mutate, announce, remember)
         return verdicts[0] if verdicts else None
+
+    async def _state(self, run: pb.Run) -> RunState | None:
+        """The planner's state in `run`, with the large results its steps refer to."""
+        refs = [record.result_ref for record in run.steps if record.result_ref]
+        return load_state(run, await runs.large_results(self.redis, run.run_id, refs))
+
+    async def _with_content(self, result: pb.StepResult) -> pb.StepResult:
+        """`result` with its output in place, when the tool host kept a large one by reference."""
+        if not result.content_ref:
+            return result
+        large = await runs.large_results(self.redis, result.run_id, [result.content_ref])
+        full = pb.StepResult()
+        full.CopyFrom(result)
+        full.content_json = large.get(result.content_ref, "")
+        return full
 
     async def _record(self, run_id: str) -> pb.Run | None:
         try:

@@ -1,8 +1,10 @@
 """The tool host's work: the catalogue of every server's tools, and running approved calls.
 
-Every call, from the stream or over gRPC, runs only with the gateway's approval of exactly that call
+Every call, from the stream or over gRPC, runs only with an approval of exactly that call
 (`switchboard.approvals`), and only once: the approval's nonce is consumed atomically before the tool
-runs, and a call that changes things needs an approval a person gave. So no other stage, no text inside
+runs. The policy's approval (the planner's) is good for a tool that changes nothing, by this host's own
+declaration of the tool's effects; a call that changes things needs the approval a person gave through
+the gateway. So no other stage, no text inside
 a tool result and no process replaying an old message can make a change the person did not allow.
 Every refusal is audited with its reason. Running a call from the stream is guarded besides, so that a
 redelivered message reports its first outcome instead of running again.
@@ -30,6 +32,7 @@ from switchboard import keys
 from switchboard.approvals import UNDO, ApprovalRefused, Refusal, consume, refusal
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import SwitchboardError, UpstreamUnavailable
+from switchboard.runs import store_large
 from switchboard.streams import Emit, Forget, emit
 from switchboard.telemetry import APPROVAL_REFUSALS, FAILURE_MODES, STEP_OUTCOMES, failure_mode, timed
 from switchboard.v1 import switchboard_pb2 as pb
@@ -308,6 +311,8 @@ class ApprovedCallWorker:
                 call.session_id,
                 message_key=envelope.idempotency_key,
             )
+            # A large output is kept once, in the run's contents, and the result refers to it.
+            await store_large(self.redis, result)
             # Kept only until the result is published (the commit below forgets it).
             await self.redis.hset(calls, stored, result.SerializeToString())
         else:

@@ -78,7 +78,8 @@ def test_an_identical_read_reuses_the_earlier_result_unless_something_changed_in
     status, kind, _ = judged(run, again)
     assert (status, kind) == (pb.STEP_STATUS_SUCCEEDED, pb.EVENT_KIND_REUSED_RESULT)
     settle(run, again, status)
-    assert json.loads(confirmation.reused_result(run, runs.step_record(run, 2))) == [{"name": "a.txt"}]
+    earlier = confirmation.reused_result(run, runs.step_record(run, 2))
+    assert earlier is not None and json.loads(earlier.result_json) == [{"name": "a.txt"}]
     settle(run, call(DELETE.name, {"path": "/tmp/x"}, step=3), pb.STEP_STATUS_SUCCEEDED)
     assert judged(run, call(LIST.name, {"path": "/tmp"}, step=4))[0] == pb.STEP_STATUS_APPROVED
 

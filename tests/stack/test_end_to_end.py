@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from services.toolhost.audit import AuditLog
 from switchboard import keys
 from switchboard.settings import SERVICE_NAMES
+from switchboard.v1 import switchboard_pb2 as pb
 from tests.stack.conftest import FILES
 from tests.stack.harness import Stack
 
@@ -242,3 +244,20 @@ def test_a_value_nobody_gave_is_an_open_field_the_next_turn_fills(stack: Stack) 
     (step,) = given["steps"]
     assert step["tool"] == "calendar.create_event", given
     assert step["arguments"] == {"title": "Planning sync", "start": "2030-01-07T15:00:00", "end": "2030-01-07T16:00:00"}
+
+
+def test_a_large_result_is_stored_once_and_referenced(stack: Stack, workspace: Path) -> None:
+    big = workspace / "big.txt"
+    big.write_text("".join(f"line {n} of a long log\n" for n in range(12_000)))  # about 280 KB
+    done = stack.sb("ask", "--json", "--wait", f"Read the file {big}")
+    run = json.loads(done.stdout)
+    assert run["status"] == "answered", run
+    [step] = run["steps"]
+    assert step["tool"] == "filesystem.read_file" and "line 11999 of a long log" in json.dumps(step["result"])
+    client = redis.Redis.from_url(stack.redis_url)
+    record = pb.Run.FromString(client.get(keys.run_key(run["run_id"])))
+    [kept] = record.steps
+    assert kept.result_ref and not kept.result_json  # the record refers to it
+    stored = client.hget(keys.contents_key(run["run_id"]), kept.result_ref)
+    assert stored is not None and b"line 11999 of a long log" in stored  # kept once, here
+    client.close()
