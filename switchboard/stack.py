@@ -19,6 +19,7 @@ from pathlib import Path
 
 from switchboard.secrets import read_or_create_secret
 from switchboard.settings import PROJECT_ROOT, SERVICE_NAMES, CommonSettings
+from switchboard.status import redacted
 
 STACK_PID = "stack.pid"
 REDIS_URL_FILE = "redis.url"
@@ -102,7 +103,7 @@ def up(settings: CommonSettings) -> int:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }
-    print(f"Switchboard: redis {redis_url}, state in {state}", flush=True)
+    print(f"Switchboard: redis {redacted(redis_url)}, state in {state}", flush=True)
     # The token itself is never printed: this output may go to a log file.
     print(f"API http://127.0.0.1:{settings.http_port}  bearer token in {settings.token_path}", flush=True)
     honcho = subprocess.Popen(

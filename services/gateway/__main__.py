@@ -31,7 +31,6 @@ async def main(settings: GatewaySettings) -> None:
         runtime.redis,
         ToolHostClient(settings.toolhost_addr, runtime.internal_key),
         read_or_create_secret(settings.secret_path),
-        settings.path_policy(),
         settings.approval_ttl_seconds,
         settings.runs_kept,
     )

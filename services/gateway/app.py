@@ -22,7 +22,6 @@ from switchboard.approvals import UNDO, approved_call, grant
 from switchboard.envelope import step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import kind_name
-from switchboard.paths import PathPolicy
 from switchboard.rpc import ToolHostClient, catalogue_stale
 from switchboard.runs import Event, RunStore
 from switchboard.streams import Emit, emit
@@ -40,13 +39,11 @@ class Gateway:
         redis: aioredis.Redis,
         toolhost: ToolHostClient,
         approval_key: str,
-        paths: PathPolicy,
         approval_ttl_seconds: float = 600.0,
         runs_kept: int = 1000,
     ) -> None:
         self.redis = redis
         self.approval_ttl_seconds = approval_ttl_seconds
-        self.paths = paths
         self.store = RunStore(redis, STAGE, runs_kept)
         self.toolhost = toolhost
         self.approval_key = approval_key

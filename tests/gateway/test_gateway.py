@@ -16,7 +16,6 @@ from switchboard import auth, keys, runs
 from switchboard.approvals import refusal
 from switchboard.auth import BearerAuth
 from switchboard.envelope import Envelope
-from switchboard.paths import PathPolicy
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -37,7 +36,7 @@ class StaticCatalogue:
 
 @pytest.fixture
 async def served(redis: aioredis.Redis, tmp_path: Path):  # noqa: ANN201
-    gateway = Gateway(redis, StaticCatalogue(), KEY, PathPolicy((Path("/tmp"),), tmp_path))  # type: ignore[arg-type]
+    gateway = Gateway(redis, StaticCatalogue(), KEY)  # type: ignore[arg-type]
     server = grpc.aio.server(interceptors=[BearerAuth([TOKEN], "present the API token")])
     pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server)
     port = server.add_insecure_port("127.0.0.1:0")
