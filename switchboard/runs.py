@@ -186,12 +186,17 @@ async def store_large(redis: aioredis.Redis, result: pb.StepResult) -> None:
 
 
 async def large_results(redis: aioredis.Redis, run_id: str, refs: Iterable[str]) -> dict[str, str]:
-    """The large results a run's records refer to, by reference."""
+    """The large results kept for a run under these references, by reference."""
     wanted = sorted({ref for ref in refs if ref})
     if not wanted:
         return {}
     values: Any = await redis.hmget(keys.contents_key(run_id), wanted)
     return {ref: value.decode() for ref, value in zip(wanted, values, strict=True) if value is not None}
+
+
+async def referenced_results(redis: aioredis.Redis, run: pb.Run) -> dict[str, str]:
+    """The large results the steps of `run` refer to, by reference."""
+    return await large_results(redis, run.run_id, (record.result_ref for record in run.steps))
 
 
 def served(run: pb.Run, large: Mapping[str, str] | None = None) -> pb.Run:

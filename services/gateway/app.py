@@ -81,8 +81,7 @@ class Gateway:
 
     async def _served(self, run: pb.Run) -> pb.Run:
         """The run as the API serves it, with any large result its steps refer to in place."""
-        refs = [record.result_ref for record in run.steps if record.result_ref]
-        return runs.served(run, await runs.large_results(self.redis, run.run_id, refs))
+        return runs.served(run, await runs.referenced_results(self.redis, run))
 
     def watch(self, run_id: str) -> AsyncIterator[pb.RunEvent]:
         return self.store.events(run_id)

@@ -414,13 +414,6 @@ class PlannerWorker:
             reading_json=Reading.of(order.intent, datetime.fromisoformat(state.asked_at)).to_json(),
         )
         call, rank_ms = await self.routing.route(request)
-        # The candidates are kept for the person to see what was considered: their names and scores,
-        # not the descriptions and schemas the router needed.
-        slim = [
-            pb.Candidate(tool=c.tool, server=c.server, score=c.score, similarity=c.similarity) for c in call.candidates
-        ]
-        del call.candidates[:]
-        call.candidates.extend(slim)
         call.run_id = run_id
         call.step = order.number
         call.intent = order.intent
@@ -533,8 +526,7 @@ class PlannerWorker:
 
     async def _state(self, run: pb.Run) -> RunState | None:
         """The planner's state in `run`, with the large results its steps refer to."""
-        refs = [record.result_ref for record in run.steps if record.result_ref]
-        return load_state(run, await runs.large_results(self.redis, run.run_id, refs))
+        return load_state(run, await runs.referenced_results(self.redis, run))
 
     async def _with_content(self, result: pb.StepResult) -> pb.StepResult:
         """`result` with its output in place, when the tool host kept a large one by reference."""

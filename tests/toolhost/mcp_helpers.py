@@ -14,6 +14,7 @@ or can remove the file it created).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +26,8 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 
+from services.toolhost.core import SERVER_MODULES
+from services.toolhost.mcp_pool import McpServer
 from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
 from services.toolhost.settings import ToolHostSettings
 
@@ -119,3 +122,23 @@ def stdio_parameters(server: str, settings: ToolHostSettings, extra_env: dict[st
         },
         cwd=project,
     )
+
+
+# How long a supervised server may take to list its tools.
+READY_SECONDS = 60.0
+
+
+@asynccontextmanager
+async def supervised(name: str, settings: ToolHostSettings, module: str = "") -> AsyncIterator[McpServer]:
+    """A real server process over stdio (`module`, by default the tool host's server `name`), supervised
+    as the tool host does, until the block ends."""
+    env = {"SWITCHBOARD_ALLOWED_ROOTS": settings.allowed_roots, "SWITCHBOARD_STATE_DIR": str(settings.state_dir)}
+    server = McpServer(name, module or SERVER_MODULES[name], env)
+    stop = asyncio.Event()
+    supervisor = asyncio.create_task(server.supervise(stop))
+    try:
+        await asyncio.wait_for(server.ready.wait(), READY_SECONDS)
+        yield server
+    finally:
+        stop.set()
+        await supervisor

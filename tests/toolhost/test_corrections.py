@@ -7,12 +7,10 @@ each step: the kit's pieces, real tools through the in-memory client, and real p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 
-from services.toolhost.core import SERVER_MODULES
-from services.toolhost.mcp_pool import MalformedCorrection, McpServer, ToolCallFailed, correction_from_meta
+from services.toolhost.mcp_pool import MalformedCorrection, ToolCallFailed, correction_from_meta
 from services.toolhost.servers import (
     META_CORRECTION,
     audit,
@@ -41,9 +38,7 @@ from services.toolhost.settings import ToolHostSettings
 from switchboard.v1 import switchboard_pb2 as pb
 from tests.files import text_pdf
 from tests.toolhost.hinted_server import FOUND, MISSPELT
-from tests.toolhost.mcp_helpers import BuildServer, call, ok
-
-READY_SECONDS = 60.0
+from tests.toolhost.mcp_helpers import BuildServer, call, ok, supervised
 
 
 def text_of(result: CallToolResult) -> str:
@@ -258,22 +253,8 @@ async def test_a_wrong_parameter_without_a_value_to_suggest(settings: ToolHostSe
 # over stdio: what the tool host's pool makes of it
 
 
-@asynccontextmanager
-async def supervised(name: str, module: str, settings: ToolHostSettings) -> AsyncIterator[McpServer]:
-    env = {"SWITCHBOARD_ALLOWED_ROOTS": settings.allowed_roots, "SWITCHBOARD_STATE_DIR": str(settings.state_dir)}
-    server = McpServer(name, module, env)
-    stop = asyncio.Event()
-    supervisor = asyncio.create_task(server.supervise(stop))
-    try:
-        await asyncio.wait_for(server.ready.wait(), READY_SECONDS)
-        yield server
-    finally:
-        stop.set()
-        await supervisor
-
-
 async def test_the_pool_turns_a_correction_into_the_proto(settings: ToolHostSettings) -> None:
-    async with supervised("hinted", "tests.toolhost.hinted_server", settings) as server:
+    async with supervised("hinted", settings, "tests.toolhost.hinted_server") as server:
         with pytest.raises(ToolCallFailed) as failed:
             await server.call("find", {"name": MISSPELT}, timeout=30)
         with pytest.raises(ToolCallFailed) as plain:
@@ -289,7 +270,7 @@ async def test_the_pool_turns_a_correction_into_the_proto(settings: ToolHostSett
 async def test_a_malformed_correction_is_logged_and_the_failure_still_reported(
     settings: ToolHostSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with supervised("hinted", "tests.toolhost.hinted_server", settings) as server:
+    async with supervised("hinted", settings, "tests.toolhost.hinted_server") as server:
         with caplog.at_level(logging.ERROR, logger="services.toolhost.mcp_pool"):
             with pytest.raises(ToolCallFailed) as failed:
                 await server.call("garble", {"name": "x"}, timeout=30)
@@ -299,7 +280,7 @@ async def test_a_malformed_correction_is_logged_and_the_failure_still_reported(
 
 async def test_a_real_server_over_stdio_gives_its_correction(settings: ToolHostSettings, root: Path) -> None:
     (root / "report.txt").write_text("numbers\n")
-    async with supervised("filesystem", SERVER_MODULES["filesystem"], settings) as server:
+    async with supervised("filesystem", settings) as server:
         with pytest.raises(ToolCallFailed) as failed:
             await server.call("read_file", {"path": str(root / "reprot.txt")}, timeout=30)
     assert "Did you mean" in str(failed.value)
@@ -310,7 +291,7 @@ async def test_a_real_server_over_stdio_gives_its_correction(settings: ToolHostS
 
 async def test_a_tool_without_switchboard_flags_is_read_from_its_annotations(settings: ToolHostSettings) -> None:
     """Regression: the pool read `destructiveHint`, which the SDK's ToolAnnotations does not have."""
-    async with supervised("hinted", "tests.toolhost.hinted_server", settings) as server:
+    async with supervised("hinted", settings, "tests.toolhost.hinted_server") as server:
         specs = {spec.short_name: spec for spec in server.tools}
     flags = {name: (spec.confirmation_required, spec.destructive, spec.undo_supported) for name, spec in specs.items()}
     assert flags["look"] == (False, False, False)

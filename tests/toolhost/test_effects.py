@@ -8,11 +8,10 @@ undoable is called once on real files and must return undo actions; a tool not d
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,16 @@ from pydantic import BaseModel
 
 from services.toolhost.audit import AuditLog
 from services.toolhost.core import SERVER_MODULES
-from services.toolhost.mcp_pool import McpServer, spec_from_listed
+from services.toolhost.mcp_pool import spec_from_listed
 from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
 from services.toolhost.servers.kit import Effects, UndeclaredUndo, UndoAction, tool
 from services.toolhost.settings import ToolHostSettings
 from tests.files import text_pdf
-from tests.toolhost.mcp_helpers import ok
+from tests.toolhost.mcp_helpers import ok, supervised
 from tests.toolhost.test_clipboard_server import running_xvfb
 from tests.toolhost.test_document_server import form_pdf
 
 TOOL_COUNT = 67
-READY_SECONDS = 60.0
 
 # What each tool's effects are, and why where it is not plain: the test of this table against the
 # servers catches a declaration that changes without anyone deciding it should.
@@ -137,21 +135,6 @@ async def test_undoable_exactly_when_the_result_can_hold_undo_actions(catalogue:
         assert listed.output_schema is not None, name
         has_undo = "undo" in listed.output_schema.get("properties", {})
         assert has_undo is (listed.meta or {})[META_UNDO_SUPPORTED], name
-
-
-@asynccontextmanager
-async def supervised(name: str, settings: ToolHostSettings) -> AsyncIterator[McpServer]:
-    """A real server process over stdio, supervised as the tool host does, until the block ends."""
-    env = {"SWITCHBOARD_ALLOWED_ROOTS": settings.allowed_roots, "SWITCHBOARD_STATE_DIR": str(settings.state_dir)}
-    server = McpServer(name, SERVER_MODULES[name], env)
-    stop = asyncio.Event()
-    supervisor = asyncio.create_task(server.supervise(stop))
-    try:
-        await asyncio.wait_for(server.ready.wait(), READY_SECONDS)
-        yield server
-    finally:
-        stop.set()
-        await supervisor
 
 
 @pytest.mark.parametrize("server", ["filesystem", "email"])
