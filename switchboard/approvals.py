@@ -5,11 +5,19 @@ Two parties grant them, each with a key of its own:
 - the planner, when the confirmation policy lets a call through at once (`GRANT_KIND_POLICY`), with
   the policy key; the tool host honours such an approval only for a tool that changes nothing;
 - the gateway, when a person confirms a call (`GRANT_KIND_PERSON`), with the approval key, which only
-  the gateway and the tool host hold.
+  the gateway and the tool host hold;
+- the planner again, when a person's standing grant covers the call (`GRANT_KIND_STANDING`): the
+  approval names the grant, which the gateway signed with the approval key when the person gave it, and
+  the tool host checks that the grant is still there and covers the call (`switchboard.grants`).
 
-So the stage that reads requests and tool results can at most run reads; a change runs only with the
-person's word. An approval names the run, step, tool, the SHA-256 of the exact arguments, the
-message's idempotency key, a random nonce, an expiry and its kind, and is signed over all of them. The
+Which kinds the tool host accepts for a call follows from the call's confirmation tier, which the tool
+host works out itself (`switchboard.confirmation`): any kind for a call the policy runs at once, a
+person's or a standing grant for one that asks for a click, only a person's for a typed confirmation.
+So the stage that reads requests and tool results can at most run what the policy lets through; a
+change runs only with the person's word, given now or standing.
+
+An approval names the run, step, tool, the SHA-256 of the exact arguments, the message's idempotency
+key, a random nonce, an expiry, its kind and any grant it relies on, and is signed over all of them. The
 tool host runs a call only after `refusal` finds nothing wrong with it and `consume` has recorded its
 nonce as used, in one atomic Redis command; a second use of the same approval, on the stream or over
 gRPC, is refused as a replay.
@@ -42,6 +50,7 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     REPLAYED = "replayed"
     INSUFFICIENT = "insufficient"
+    UNGRANTED = "ungranted"
 
 
 EXPLANATIONS = {
@@ -50,7 +59,15 @@ EXPLANATIONS = {
     Refusal.MISMATCHED: "the approval was given for a different call",
     Refusal.EXPIRED: "the approval has expired; confirm the step again",
     Refusal.REPLAYED: "the approval was already used once; an approval runs a call only once",
-    Refusal.INSUFFICIENT: "this tool changes things and needs a person's confirmation, not the policy's",
+    Refusal.INSUFFICIENT: "this call needs a person's confirmation, not the policy's or a standing grant",
+    Refusal.UNGRANTED: "the standing grant it names is revoked, or does not cover this call",
+}
+
+# The kinds of approval the tool host accepts for a call, by the call's confirmation tier.
+ACCEPTED_KINDS: dict[int, frozenset[int]] = {
+    pb.CONFIRM_TIER_RUN: frozenset({pb.GRANT_KIND_POLICY, pb.GRANT_KIND_STANDING, pb.GRANT_KIND_PERSON}),
+    pb.CONFIRM_TIER_CONFIRM: frozenset({pb.GRANT_KIND_STANDING, pb.GRANT_KIND_PERSON}),
+    pb.CONFIRM_TIER_TYPED: frozenset({pb.GRANT_KIND_PERSON}),
 }
 
 
@@ -80,6 +97,7 @@ def _signed_part(approval: pb.Approval) -> bytes:
         approval.nonce,
         str(approval.expires_unix_ms),
         str(int(approval.kind)),
+        approval.grant_id,
     )
     return "\x1f".join(fields).encode()
 
@@ -98,9 +116,11 @@ def grant(
     idempotency_key: str,
     kind: pb.GrantKind,
     ttl_seconds: float,
+    grant_id: str = "",
 ) -> pb.Approval:
     """A signed approval of exactly this call, usable once within `ttl_seconds`."""
     approval = pb.Approval(
+        grant_id=grant_id,
         run_id=run_id,
         step=step,
         tool=tool,
@@ -126,6 +146,7 @@ def approved_call(
     idempotency_key: str,
     session_id: str,
     hops: list[str],
+    grant_id: str = "",
 ) -> pb.ToolCall:
     """The call for the tool host (`sb:approved`), with an approval of this one execution."""
     return pb.ToolCall(
@@ -143,6 +164,7 @@ def approved_call(
             idempotency_key=idempotency_key,
             kind=kind,
             ttl_seconds=ttl_seconds,
+            grant_id=grant_id,
         ),
         hops=hops,
         session_id=session_id,
@@ -157,12 +179,13 @@ def refusal(
     step: int,
     tool: str,
     arguments_json: str,
-    changes: bool,
+    tier: pb.ConfirmTier,
     at_ms: int | None = None,
 ) -> Refusal | None:
     """What is wrong with `approval` for this call (None: nothing). Checks everything but single use,
-    which `consume` settles. The signature is checked with the key of the approval's kind; a call of a
-    tool that `changes` things needs a person's approval."""
+    which `consume` settles, and a standing grant's existence, which the tool host looks up. The
+    signature is checked with the key of the approval's kind; the call's confirmation `tier` says which
+    kinds may approve it (`ACCEPTED_KINDS`)."""
     if not approval.signature:
         return Refusal.MISSING
     key = keys_by_kind.get(approval.kind, "")
@@ -173,8 +196,10 @@ def refusal(
         return Refusal.MISMATCHED
     if (at_ms if at_ms is not None else now_ms()) >= approval.expires_unix_ms:
         return Refusal.EXPIRED
-    if changes and approval.kind != pb.GRANT_KIND_PERSON:
+    if approval.kind not in ACCEPTED_KINDS.get(tier, ACCEPTED_KINDS[pb.CONFIRM_TIER_TYPED]):
         return Refusal.INSUFFICIENT
+    if approval.kind == pb.GRANT_KIND_STANDING and not approval.grant_id:
+        return Refusal.UNGRANTED
     return None
 
 

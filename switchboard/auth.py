@@ -49,14 +49,24 @@ def accepted(given: str, secrets: Sequence[str]) -> bool:
     return ok
 
 
-def _refusal(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as `handler` that refuses the call with UNAUTHENTICATED."""
+def refusal_handler(
+    handler: grpc.RpcMethodHandler,
+    why: str,
+    code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED,
+    trailing: Sequence[tuple[str, str]] = (),
+) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that refuses the call with `code` (and `trailing`
+    metadata, such as when to retry)."""
 
     async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        if trailing:
+            context.set_trailing_metadata(tuple(trailing))
+        await context.abort(code, why)
 
     async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        if trailing:
+            context.set_trailing_metadata(tuple(trailing))
+        await context.abort(code, why)
         yield  # pragma: no cover - abort raises
 
     shape = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
@@ -91,7 +101,7 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         if accepted(given, self.secrets):
             return handler
         AUTH_REFUSALS.labels(method=method).inc()
-        return _refusal(handler, self.why)
+        return refusal_handler(handler, self.why)
 
 
 def _with_credential(

@@ -1,6 +1,7 @@
 """`sb`: Switchboard from the terminal, through the gateway's HTTP API.
 
-Commands: ask, runs, show, confirm, tools, status. Errors print one line and exit non-zero.
+Commands: ask, runs, show, confirm, fill, undo, grants, revoke, audit, plan, tools, bench, status.
+Errors print one line and exit non-zero.
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def describe_run(run: dict[str, Any], with_answer: bool = True) -> str:
     for step in run["steps"]:
         args = json.dumps(step["arguments"], ensure_ascii=False)
         lines.append(f"  step {step['number']}: {step['tool'] or '-'} {args}  [{step['status']}]")
+        preview = step.get("preview")
+        if preview and step["status"] == "awaiting_confirmation":
+            lines.append(f"    will: {preview['text']}")
+            if preview["tier"] == "typed":
+                lines.append(
+                    f"    to allow it, type its name: sb confirm {run['run_id']} {step['number']} --typed TARGET"
+                )
+        if step.get("missing") and step["status"] == "needs_clarification":
+            wanted = " ".join(f"{name}=VALUE" for name in step["missing"])
+            lines.append(
+                f"    waits for: {', '.join(step['missing'])}  (sb fill {run['run_id']} {step['number']} {wanted})"
+            )
         if step["error"]:
             lines.append(f"    {step['error']}")
     if run["answer"] and with_answer:
@@ -121,7 +134,9 @@ def follow(client: Client, run_id: str, as_json: bool, confirmed_step: int = 0) 
     else:
         print(("\n" if streamed else "") + describe_run(run, with_answer=not streamed))
     if awaiting is not None and run["status"] not in FINAL:
-        print(f"sb: step {awaiting} waits for you: sb confirm {run_id} {awaiting} [--reject]", file=sys.stderr)
+        waiting: dict[str, Any] = next((s for s in run["steps"] if s["number"] == awaiting), {})
+        typed = " --typed NAME" if (waiting.get("preview") or {}).get("tier") == "typed" else ""
+        print(f"sb: step {awaiting} waits for you: sb confirm {run_id} {awaiting}{typed} [--reject]", file=sys.stderr)
         return EXIT_AWAITING
     return EXIT_FAILED if run["status"] == "failed" else 0
 
@@ -161,7 +176,7 @@ def cmd_plan(settings: CliSettings, args: argparse.Namespace) -> int:
 
 
 def cmd_runs(client: Client, args: argparse.Namespace) -> int:
-    runs = client.request("GET", "/v1/runs", params={"limit": args.limit})["runs"]
+    runs = client.request("GET", "/v1/runs", params={"limit": args.limit, "session_id": args.session or ""})["runs"]
     if args.json:
         print_json(runs)
     for run in [] if args.json else runs:
@@ -176,14 +191,72 @@ def cmd_show(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_confirm(client: Client, args: argparse.Namespace) -> int:
-    run = client.request(
-        "POST",
-        f"/v1/runs/{args.run}/steps/{args.step}/confirm",
-        json={"approve": not args.reject, "reason": args.reason},
-    )
+    body: dict[str, Any] = {"approve": not args.reject, "reason": args.reason, "scope": args.scope, "typed": args.typed}
+    if args.arguments:
+        try:
+            body["arguments"] = json.loads(args.arguments)
+        except json.JSONDecodeError as exc:
+            fail(f"--arguments is not JSON: {exc}", EXIT_USAGE)
+    run = client.request("POST", f"/v1/runs/{args.run}/steps/{args.step}/confirm", json=body)
     if args.wait:
         return follow(client, args.run, args.json, confirmed_step=args.step)
     print_json(run) if args.json else print(describe_run(run))
+    return 0
+
+
+def parse_values(pairs: list[str]) -> dict[str, Any]:
+    """`name=value` pairs; a value that reads as JSON (a number, true, a list) is taken as that."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            fail(f"{pair!r} is not name=value", EXIT_USAGE)
+        try:
+            values[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name.strip()] = raw
+    return values
+
+
+def cmd_fill(client: Client, args: argparse.Namespace) -> int:
+    run = client.request(
+        "POST", f"/v1/runs/{args.run}/steps/{args.step}/fill", json={"values": parse_values(args.values)}
+    )
+    if args.wait:
+        return follow(client, args.run, args.json)
+    print_json(run) if args.json else print(describe_run(run))
+    return 0
+
+
+def cmd_grants(client: Client, args: argparse.Namespace) -> int:
+    grants = client.request("GET", "/v1/grants")["grants"]
+    if args.json:
+        print_json(grants)
+        return 0
+    for grant in grants:
+        where = f"session {grant['session_id']}" if grant["scope"] == "session" else "always"
+        print(f"{grant['grant_id']}  {grant['tool']:<32} {where}  (from run {grant['run_id']} step {grant['step']})")
+    if not grants:
+        print("no standing grants")
+    return 0
+
+
+def cmd_revoke(client: Client, args: argparse.Namespace) -> int:
+    client.request("DELETE", f"/v1/grants/{args.grant}")
+    print(f"revoked {args.grant}")
+    return 0
+
+
+def cmd_audit(client: Client, args: argparse.Namespace) -> int:
+    params = {"session_id": args.session or "", "run_id": args.run or "", "limit": args.limit}
+    entries = client.request("GET", "/v1/audit", params=params)["entries"]
+    if args.json:
+        print_json(entries)
+        return 0
+    for entry in entries:
+        where = f"{entry['run_id'][:12]} #{entry['step']}" if entry["run_id"] else "-"
+        error = f"  {entry['error']}" if entry["error"] else ""
+        print(f"{entry['at']}  {where:<16} {entry['tool']:<30} {entry['confirmation']:<18} {entry['status']}{error}")
     return 0
 
 
@@ -272,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list recent runs")
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--session", help="only this session's runs")
     runs.add_argument("--json", action="store_true")
 
     show = sub.add_parser("show", help="show one run")
@@ -282,9 +356,35 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("run")
     confirm.add_argument("step", type=int)
     confirm.add_argument("--reject", action="store_true")
-    confirm.add_argument("--reason", default="")
+    confirm.add_argument("--reason", default="", help="why it is rejected (kept with the run)")
+    confirm.add_argument(
+        "--scope",
+        choices=["once", "session", "always"],
+        default="once",
+        help="also allow this tool for the rest of the session, or always, without asking",
+    )
+    confirm.add_argument("--typed", default="", help="the name a delete, send or overwrite asks you to type")
+    confirm.add_argument("--arguments", default="", help="run it with these arguments instead (a JSON object)")
     confirm.add_argument("--json", action="store_true")
     confirm.add_argument("--wait", action="store_true", help="then follow the run until it ends or needs you again")
+
+    fill = sub.add_parser("fill", help="give the values a step waits for (name=value …)")
+    fill.add_argument("run")
+    fill.add_argument("step", type=int)
+    fill.add_argument("values", nargs="+", metavar="NAME=VALUE")
+    fill.add_argument("--json", action="store_true")
+    fill.add_argument("--wait", action="store_true", help="then follow the run")
+
+    grants = sub.add_parser("grants", help="list the standing grants (tools allowed without asking)")
+    grants.add_argument("--json", action="store_true")
+    revoke = sub.add_parser("revoke", help="revoke a standing grant")
+    revoke.add_argument("grant")
+
+    audit = sub.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--session", help="only this session's entries")
+    audit.add_argument("--run", help="only this run's entries")
+    audit.add_argument("--limit", type=int, default=30)
+    audit.add_argument("--json", action="store_true")
 
     plan = sub.add_parser("plan", help="show the steps a request would be planned into; nothing runs")
     plan.add_argument("text")
@@ -324,6 +424,10 @@ def main(argv: list[str] | None = None) -> None:
         "runs": cmd_runs,
         "show": cmd_show,
         "confirm": cmd_confirm,
+        "fill": cmd_fill,
+        "grants": cmd_grants,
+        "revoke": cmd_revoke,
+        "audit": cmd_audit,
         "undo": cmd_undo,
         "tools": cmd_tools,
     }

@@ -2,15 +2,28 @@
 
 Pure logic: nothing here reads or writes Redis, and nothing here can let a change run. The planner
 applies it to each call it routes, inside the record's transaction; a call the policy lets through
-at once (one that only reads) gets an approval the tool host honours for reads only, and a call that
-waits for the person runs only with the approval the gateway grants when the person confirms it.
+at once gets an approval the tool host honours only for a call whose tier is `run` by the tool host's
+own reckoning, and a call that waits for the person runs only with the approval the gateway grants
+when the person confirms it (or a standing grant the person gave, for a call that asks for a click).
+
+The tier of a call: what the tool's declared effects ask for (`switchboard.preview`: a read runs, a
+change asks for a click, a destructive call or an overwrite asks for its target to be typed), unless
+the policy file says otherwise for the tool or its server (`PolicyFile`); an unknown tool asks for a
+click.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import Any
 
+import yaml
+
+from switchboard.errors import ConfigurationError
 from switchboard.failures import REPEATED_CALL
 from switchboard.paths import PathPolicy, PathVerdict, named_paths
 from switchboard.runs import step_record
@@ -22,6 +35,82 @@ class Policy(Enum):
 
     RUN_NOW = "run_now"
     ASK_PERSON = "ask_person"
+
+
+TIER_NAMES: dict[str, pb.ConfirmTier] = {
+    "run": pb.CONFIRM_TIER_RUN,
+    "confirm": pb.CONFIRM_TIER_CONFIRM,
+    "typed": pb.CONFIRM_TIER_TYPED,
+}
+
+
+def tier_name(tier: int) -> str:
+    """`CONFIRM_TIER_TYPED` → `typed` ('' for none)."""
+    return pb.ConfirmTier.Name(tier).removeprefix("CONFIRM_TIER_").lower() if tier else ""
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """The configured tiers: by tool (`filesystem.write_file`) and by server (`email`). A tool's entry
+    wins over its server's; with neither, the tool's effects decide."""
+
+    tools: Mapping[str, pb.ConfirmTier] = field(default_factory=dict)
+    servers: Mapping[str, pb.ConfirmTier] = field(default_factory=dict)
+    source: str = ""
+
+    def configured(self, tool: str) -> pb.ConfirmTier | None:
+        if tool in self.tools:
+            return self.tools[tool]
+        server = tool.split(".", 1)[0] if "." in tool else ""
+        return self.servers.get(server)
+
+    def tier(self, tool: str, declared: pb.ConfirmTier | None) -> pb.ConfirmTier:
+        """The tier of a call of `tool` whose effects ask for `declared` (None: the tool is unknown)."""
+        configured = self.configured(tool)
+        if configured is not None:
+            return configured
+        return declared if declared else pb.CONFIRM_TIER_CONFIRM
+
+
+def load_policy(path: Path | None) -> PolicyFile:
+    """The policy file at `path` (None or '': none, the effects decide), checked; `ConfigurationError` saying
+    exactly what is wrong and where."""
+    if path is None or not str(path):
+        return PolicyFile()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"confirmation policy {path}: no such file") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"confirmation policy {path}: cannot be read: {exc}") from exc
+    return parse_policy(data, str(path))
+
+
+def parse_policy(data: Any, source: str = "the policy") -> PolicyFile:
+    """A policy from its YAML data: a mapping with `tools` and `servers`, each a mapping of name to
+    `run`, `confirm` or `typed`; nothing else."""
+    if data is None:
+        return PolicyFile(source=source)
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{source}: expected a mapping with 'tools' and 'servers', got {type(data).__name__}")
+    unknown = sorted(set(data) - {"tools", "servers"})
+    if unknown:
+        raise ConfigurationError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; only 'tools' and 'servers'")
+    sections: dict[str, dict[str, pb.ConfirmTier]] = {}
+    for section in ("tools", "servers"):
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ConfigurationError(f"{source}: '{section}' must map names to a tier, got {type(entries).__name__}")
+        sections[section] = {}
+        for name, tier in entries.items():
+            if section == "tools" and (not isinstance(name, str) or "." not in name):
+                raise ConfigurationError(
+                    f"{source}: tools.{name}: a tool is named server.tool, e.g. filesystem.write_file"
+                )
+            if not isinstance(tier, str) or tier.strip().lower() not in TIER_NAMES:
+                raise ConfigurationError(f"{source}: {section}.{name}: {tier!r} is not one of {', '.join(TIER_NAMES)}")
+            sections[section][str(name)] = TIER_NAMES[tier.strip().lower()]
+    return PolicyFile(sections["tools"], sections["servers"], source)
 
 
 def decide(tool: pb.ToolInfo | None) -> Policy:
@@ -39,11 +128,29 @@ CHANGE_INTENT_HOLD = 0.5
 HELD_FOR_INTENT = "the request asks for a change this tool does not make; it only reads, shown here as what can be done"
 
 
-def decide_call(tool: pb.ToolInfo | None, change_intent: float) -> Policy:
-    """`decide`, and a read-only call for a request that asks for a change waits for a person too."""
-    if decide(tool) is Policy.ASK_PERSON or change_intent >= CHANGE_INTENT_HOLD:
-        return Policy.ASK_PERSON
-    return Policy.RUN_NOW
+@dataclass(frozen=True)
+class CallTier:
+    """How a routed call is confirmed: its tier, whether a read is held for the person because the
+    words ask for a change, and whether the person is asked at all (a standing grant covers a call that
+    asks for a click)."""
+
+    tier: pb.ConfirmTier
+    held_for_intent: bool
+    needs_person: bool
+    grant_id: str
+
+
+def call_tier(tool: pb.ToolInfo | None, shown: pb.Preview | None, change_intent: float, grant_id: str = "") -> CallTier:
+    """The tier of a routed call: the tool host's preview's (effects, overwrites and the policy file);
+    without one, a read runs and anything else, an unknown tool too, asks for a click. A read for a
+    request that asks for a change waits for a person too."""
+    if shown is not None and shown.tier:
+        tier = shown.tier
+    else:
+        tier = pb.CONFIRM_TIER_RUN if decide(tool) is Policy.RUN_NOW else pb.CONFIRM_TIER_CONFIRM
+    held = tier == pb.CONFIRM_TIER_RUN and decide(tool) is Policy.RUN_NOW and change_intent >= CHANGE_INTENT_HOLD
+    granted = grant_id if tier == pb.CONFIRM_TIER_CONFIRM else ""
+    return CallTier(tier, held, (tier != pb.CONFIRM_TIER_RUN or held) and not granted, granted)
 
 
 # Step states after which a call has been dealt with (ran, or was settled without running).

@@ -79,6 +79,11 @@ def run_events_key(run_id: str) -> str:
 
 RUNS_INDEX = f"{PREFIX}:runs"  # sorted set of run ids by creation time
 SESSIONS_INDEX = f"{PREFIX}:sessions"  # sorted set of session ids by last use
+# Steps waiting for the person, member `{run id}:{step}`, scored by their deadline (unix ms); the
+# gateway rejects those whose deadline passed (see `switchboard.runs.awaiting_member`).
+AWAITING = f"{PREFIX}:awaiting"
+# Standing grants: grant id → a serialized `switchboard.v1.Grant` (see `switchboard.grants`).
+GRANTS = f"{PREFIX}:grants"
 
 
 def contents_key(run_id: str) -> str:

@@ -75,6 +75,27 @@ class ToolHostClient:
             raise UpstreamUnavailable(f"tool host at {self.addr}: {exc.code().name} {exc.details()}") from exc
         return list(reply.actions)
 
+    async def preview(self, tool: str, arguments_json: str) -> pb.Preview:
+        """What a call would do and its confirmation tier; `InvalidRequest` for an unknown tool or
+        arguments that are no JSON object."""
+        try:
+            return await self._stub.PreviewCall(
+                pb.PreviewRequest(tool=tool, arguments_json=arguments_json), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise InvalidRequest(exc.details() or "the tool host cannot preview this call") from exc
+            raise UpstreamUnavailable(f"tool host at {self.addr}: {exc.code().name} {exc.details()}") from exc
+
+    async def audit(self, session_id: str = "", run_id: str = "", limit: int = 50) -> list[pb.AuditEntry]:
+        """The audit log's newest entries."""
+        request = pb.AuditRequest(session_id=session_id, run_id=run_id, limit=limit)
+        try:
+            reply = await self._stub.Audit(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise UpstreamUnavailable(f"tool host at {self.addr}: {exc.code().name} {exc.details()}") from exc
+        return list(reply.entries)
+
     async def close(self) -> None:
         await self._channel.close()
 

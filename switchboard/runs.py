@@ -166,6 +166,24 @@ def apply_finished(run: pb.Run, status: pb.RunStatus, answer: str) -> None:
     run.updated_unix_ms = run.finished_unix_ms = now_ms()
 
 
+def apply_reopened(run: pb.Run) -> None:
+    """A finished run goes on: the person filled a step's open values."""
+    run.status = pb.RUN_STATUS_RUNNING
+    run.answer = ""
+    run.finished_unix_ms = 0
+    run.updated_unix_ms = now_ms()
+
+
+def awaiting_member(run_id: str, step: int) -> str:
+    """A waiting step's member of `keys.AWAITING`."""
+    return f"{run_id}:{step}"
+
+
+def parse_awaiting_member(member: str) -> tuple[str, int]:
+    run_id, _, step = member.rpartition(":")
+    return run_id, int(step)
+
+
 # A result larger than this is kept once in the run's contents hash and referenced from the stream
 # message and the record, instead of travelling and being stored inline.
 LARGE_RESULT_BYTES = 64 * 1024
@@ -272,16 +290,29 @@ class RunStore:
             raise NotFound(f"no run {run_id!r}")
         return pb.Run.FromString(raw)
 
-    async def list(self, limit: int = 20) -> list[pb.Run]:
-        """The newest runs first."""
-        ids: Any = await self.redis.zrevrange(keys.RUNS_INDEX, 0, max(0, limit - 1))
-        runs = []
-        for run_id in ids:
-            try:
-                runs.append(await self.get(run_id.decode()))
-            except NotFound:  # expired since it was indexed
-                await self.redis.zrem(keys.RUNS_INDEX, run_id)
-        return runs
+    async def list(self, limit: int = 20, session_id: str = "") -> list[pb.Run]:
+        """The newest runs first; only `session_id`'s when given."""
+        found: list[pb.Run] = []
+        page = max(limit, 100) if session_id else limit
+        start = 0
+        while len(found) < limit:
+            ids: Any = await self.redis.zrevrange(keys.RUNS_INDEX, start, start + page - 1)
+            if not ids:
+                break
+            start += len(ids)
+            raws = await self.redis.mget([keys.run_key(run_id.decode()) for run_id in ids])
+            gone = [run_id for run_id, raw in zip(ids, raws, strict=True) if raw is None]
+            if gone:  # expired since they were indexed
+                await self.redis.zrem(keys.RUNS_INDEX, *gone)
+            for raw in raws:
+                if raw is None:
+                    continue
+                run = pb.Run.FromString(raw)
+                if not session_id or run.session_id == session_id:
+                    found.append(run)
+            if not session_id:
+                break
+        return found[:limit]
 
     async def update(
         self,

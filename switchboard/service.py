@@ -105,13 +105,16 @@ class ServiceRuntime:
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         ready: Callable[[], Awaitable[None]] | None = None,
         public_token: str = "",
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        max_message_bytes: int = 0,
     ) -> None:
         """Run until a signal arrives.
 
         Every gRPC method but health checks needs a credential: the internal key, or, for a public API
         (`public_token` given: the gateway's), the person's token. Background jobs start at once;
         `ready` is then awaited (say, for the tool catalogue) before the stream workers start and the
-        service reports SERVING.
+        service reports SERVING. `interceptors` run after authentication; `max_message_bytes` caps a
+        request message (0: gRPC's own limit).
         """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,7 +124,8 @@ class ServiceRuntime:
             auth = BearerAuth([public_token], "present the API token (the `token` file in the state directory)")
         else:
             auth = BearerAuth([self.internal_key], "this API is for Switchboard's own services")
-        server = grpc.aio.server(interceptors=[auth])
+        options = [("grpc.max_receive_message_length", max_message_bytes)] if max_message_bytes else []
+        server = grpc.aio.server(interceptors=[auth, *interceptors], options=options)
         register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         listen = self.settings.grpc_listen(self.name)

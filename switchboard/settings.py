@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from switchboard.confirmation import PolicyFile, load_policy
 from switchboard.paths import PathPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,13 @@ class CommonSettings(BaseSettings):
     approval_ttl_seconds: float = Field(
         600.0, gt=0, description="How long an approval stays usable; an older one is refused and audited."
     )
+    confirmation_policy: Path | None = Field(
+        default_factory=lambda: PROJECT_ROOT / "config" / "confirmation.yaml",
+        description="The confirmation policy file (tiers by tool and server); empty: the tools' effects decide.",
+    )
+    confirmation_deadline_seconds: float = Field(
+        600.0, gt=0, description="How long a step waits for the person before it is rejected."
+    )
     http_port: int = Field(DEFAULT_HTTP_PORT, description="Port of the gateway's JSON HTTP API.")
     allowed_roots: str = Field("", description="Folders tools may read and change (os.pathsep-separated).")
     user_home: Path | None = Field(
@@ -89,6 +97,10 @@ class CommonSettings(BaseSettings):
             for p in self.allowed_roots.split(os.pathsep)
             if p.strip()
         ]
+
+    def confirmation(self) -> PolicyFile:
+        """The confirmation policy file, checked (`ConfigurationError` saying what is wrong)."""
+        return load_policy(self.confirmation_policy)
 
     def path_policy(self) -> PathPolicy:
         """Which paths requests and calls may name: the roots, the home folder, system and secret places."""

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 
 import uvicorn
+from redis.exceptions import RedisError
 
 from services.gateway.app import Gateway
 from services.gateway.http import build_app
+from services.gateway.limits import DEFAULT_MAX_BUCKETS, GrpcLimits, TokenBuckets
 from services.gateway.server import GatewayServicer
 from services.gateway.settings import GatewaySettings
 from switchboard import service
+from switchboard.errors import UpstreamUnavailable
 from switchboard.rpc import ToolHostClient
 from switchboard.secrets import read_or_create_secret
 from switchboard.service import ServiceRuntime
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -33,10 +40,20 @@ async def main(settings: GatewaySettings) -> None:
         read_or_create_secret(settings.secret_path),
         settings.approval_ttl_seconds,
         settings.runs_kept,
+        settings.confirmation_deadline_seconds,
+    )
+    # One rate per token across both doors: HTTP requests and gRPC calls spend from the same buckets.
+    buckets = TokenBuckets(settings.rate_per_minute, DEFAULT_MAX_BUCKETS)
+    app = build_app(
+        gateway,
+        token,
+        buckets=buckets,
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
     )
     http = EmbeddedServer(
         uvicorn.Config(
-            build_app(gateway, token),
+            app,
             host=settings.bind_host,
             port=settings.http_port,
             log_config=None,
@@ -52,10 +69,23 @@ async def main(settings: GatewaySettings) -> None:
         await runtime.stop.wait()
         http.should_exit = True
 
+    async def expire_waiting() -> None:
+        # A step nobody answers is rejected at its deadline, checked a few times per deadline.
+        every = max(0.2, min(5.0, settings.confirmation_deadline_seconds / 4))
+        while not runtime.stop.is_set():
+            try:
+                await gateway.expire_waiting()
+            except (RedisError, UpstreamUnavailable) as exc:
+                log.warning("could not check for expired confirmations: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stop.wait(), every)
+
     await runtime.serve(
         lambda server: pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server),
-        background=[serve_http, stop_http_on_exit],
+        background=[serve_http, stop_http_on_exit, expire_waiting],
         public_token=token,
+        interceptors=[GrpcLimits(buckets)],
+        max_message_bytes=settings.max_body_bytes,
     )
 
 

@@ -2,8 +2,11 @@
 
 The gateway is the edge: it authenticates the person, creates a run and publishes its turn, serves the
 run's one record (which the planner, the orchestrator, keeps, applying the confirmation policy to each
-step), and takes the person's decisions. It alone holds the approval key a person's confirmation is
-signed with, so only a person's word, through it, lets a change run, and only once.
+step), and takes the person's decisions: allow once, for the session or always (a standing grant),
+with corrected arguments, with the target's name typed where the call asks for it; reject with a
+reason; fill the values a step waits for. It alone holds the approval key a person's confirmation and
+standing grants are signed with, so only a person's word, through it, lets a change run. A step
+nobody answers by its deadline is rejected (`expire_waiting`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from services.gateway import core
-from switchboard import keys, runs
+from switchboard import grants, keys, runs
 from switchboard.approvals import UNDO, approved_call, grant
+from switchboard.confirmation import tier_name
 from switchboard.envelope import step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import kind_name
+from switchboard.preview import typed_matches
 from switchboard.rpc import ToolHostClient, catalogue_stale
 from switchboard.runs import Event, RunStore
 from switchboard.streams import Emit, emit
@@ -41,8 +46,10 @@ class Gateway:
         approval_key: str,
         approval_ttl_seconds: float = 600.0,
         runs_kept: int = 1000,
+        deadline_seconds: float = 600.0,
     ) -> None:
         self.redis = redis
+        self.deadline_seconds = deadline_seconds
         self.approval_ttl_seconds = approval_ttl_seconds
         self.store = RunStore(redis, STAGE, runs_kept)
         self.toolhost = toolhost
@@ -76,8 +83,8 @@ class Gateway:
     async def get_run(self, run_id: str) -> pb.Run:
         return await self._served(await self.store.get(run_id))
 
-    async def list_runs(self, limit: int = 20) -> list[pb.Run]:
-        return [await self._served(run) for run in await self.store.list(limit)]
+    async def list_runs(self, limit: int = 20, session_id: str = "") -> list[pb.Run]:
+        return [await self._served(run) for run in await self.store.list(limit, session_id)]
 
     async def _served(self, run: pb.Run) -> pb.Run:
         """The run as the API serves it, with any large result its steps refer to in place."""
@@ -89,37 +96,199 @@ class Gateway:
     async def list_tools(self) -> list[pb.ToolInfo]:
         return list((await self.catalogue()).values())
 
-    async def confirm(self, run_id: str, step: int, approve: bool, reason: str = "") -> pb.Run:
-        """A person's answer to a step that waits for confirmation."""
+    async def confirm(
+        self,
+        run_id: str,
+        step: int,
+        approve: bool,
+        reason: str = "",
+        scope: str = "",
+        arguments_json: str = "",
+        typed: str = "",
+    ) -> pb.Run:
+        """A person's answer to a step that waits for confirmation: allow it (once, for the session or
+        always; with corrected arguments; with the target's name typed where its tier asks for that) or
+        reject it with a reason."""
+        scope = grants.check_scope(scope)
+        run = await self.store.get(run_id)
+        record = _waiting(run, step)
+        shown = pb.Preview()
+        shown.CopyFrom(record.preview)
+        edited = ""
+        if approve and arguments_json.strip():
+            edited, shown = await self._edited(record, arguments_json)
+        elif approve and record.tool:
+            # The tier is the tool host's, asked now: not the one the record says (written by another
+            # stage), and a file that appeared since makes a write an overwrite.
+            shown = await self.toolhost.preview(record.tool, record.arguments_json)
+        if approve:
+            arguments = core.json_object(edited or record.arguments_json or "{}", "the arguments")
+            _check_typed(shown, typed, arguments, scope)
+        made = None
+        if approve and scope != grants.ONCE:
+            made = grants.make(
+                self.approval_key,
+                tool=record.tool,
+                scope=scope,
+                session_id=run.session_id,
+                run_id=run_id,
+                step=step,
+                created_unix_ms=runs.now_ms(),
+            )
+        return await self._decide(run_id, step, approve, reason, record.arguments_json, edited, shown, made)
+
+    async def expire_waiting(self) -> int:
+        """Reject every step whose deadline passed without an answer; how many were."""
+        due: list[bytes] = await self.redis.zrangebyscore(keys.AWAITING, 0, runs.now_ms(), start=0, num=100)  # type: ignore[assignment]
+        expired = 0
+        for member in due:
+            run_id, step = runs.parse_awaiting_member(member.decode())
+            minutes = self.deadline_seconds / 60
+            waited = f"{minutes:g} minutes" if minutes >= 1 else f"{self.deadline_seconds:g} seconds"
+            reason = f"nobody answered within {waited}, so it was rejected"
+            try:
+                await self._decide(run_id, step, False, reason, expired_=True)
+                expired += 1
+            except (NotFound, InvalidRequest):  # answered meanwhile, or the run is gone
+                pass
+            await self.redis.zrem(keys.AWAITING, member)
+        return expired
+
+    async def _edited(self, record: pb.StepRecord, arguments_json: str) -> tuple[str, pb.Preview]:
+        """The person's corrected arguments, checked against the tool's schema, and what the call will
+        now do (its tier may change: a write that now replaces a file asks for the name typed)."""
+        arguments = core.json_object(arguments_json, "the corrected arguments")
+        tool = (await self.catalogue(record.tool)).get(record.tool)
+        if tool is None:
+            raise InvalidRequest(f"{record.tool} is not in the tool catalogue; its arguments cannot be checked")
+        schema = core.json_object(tool.input_schema_json or "{}", f"{record.tool}'s schema")
+        core.check_arguments(record.tool, schema, arguments)
+        edited = json.dumps(arguments, ensure_ascii=False)
+        shown = await self.toolhost.preview(record.tool, edited)
+        if shown.refused:
+            raise InvalidRequest(f"the corrected arguments cannot be used: {shown.refused}")
+        return edited, shown
+
+    async def _decide(
+        self,
+        run_id: str,
+        step: int,
+        approve: bool,
+        reason: str,
+        judged_arguments: str = "",
+        edited: str = "",
+        shown: pb.Preview | None = None,
+        made: pb.Grant | None = None,
+        expired_: bool = False,
+    ) -> pb.Run:
+        """Write the decision and publish what follows from it, in one transaction."""
 
         def decide(run: pb.Run) -> pb.StepRecord:
-            record = next((r for r in run.steps if r.number == step), None)
-            if record is None:
-                raise NotFound(f"run {run_id} has no step {step}")
-            if record.status != pb.STEP_STATUS_AWAITING_CONFIRMATION:
-                state = runs.step_status_name(record.status)
-                raise InvalidRequest(f"step {step} of run {run_id} is {state}, not awaiting confirmation")
+            record = _waiting(run, step)
+            if judged_arguments and record.arguments_json != judged_arguments:
+                raise InvalidRequest(f"step {step} of run {run_id} changed while you decided; look at it again")
+            if edited:
+                record.arguments_json = edited
+            if shown is not None and approve:
+                record.preview.CopyFrom(shown)
+            if made is not None:
+                record.grant_id = made.grant_id
             updated = runs.apply_decision(run, step, approve, reason)
             copy = pb.StepRecord()
             copy.CopyFrom(updated)
             return copy
 
         def announce(_run: pb.Run, record: pb.StepRecord) -> list[Event]:
-            return [Event(pb.EVENT_KIND_APPROVED if approve else pb.EVENT_KIND_REJECTED, step, record.tool)]
+            if expired_:
+                return [Event(pb.EVENT_KIND_EXPIRED, step, record.error)]
+            if not approve:
+                return [Event(pb.EVENT_KIND_REJECTED, step, record.tool)]
+            said = [record.preview.text or record.tool]
+            if edited:
+                said.append("with the person's corrected arguments")
+            if made is not None:
+                said.append(f"and {record.tool} is allowed {_scope_words(made)} from now on")
+            return [Event(pb.EVENT_KIND_APPROVED, step, " ".join(said))]
 
         def publish_decision(pipe, run: pb.Run, record: pb.StepRecord) -> None:  # noqa: ANN001 - a Pipeline
+            pipe.zrem(keys.AWAITING, runs.awaiting_member(run_id, step))
+            if made is not None:
+                pipe.hset(keys.GRANTS, made.grant_id, made.SerializeToString())
             if approve:
                 out = self._approved(run, record)
                 pipe.xadd(out.stream, out.envelope.to_fields())
                 return
             # The rejection settles the step for the planner, and goes to the tool host's audit log.
-            out = self._rejected(run, record)
+            out = self._rejected(run, record, expired_)
             pipe.xadd(out.stream, out.envelope.to_fields())
             pipe.xadd(keys.DECISIONS, out.envelope.to_fields())
 
         run, _ = await self.store.update(run_id, decide, announce, publish_decision)
-        STEP_OUTCOMES.labels(stage=STAGE, outcome="approved" if approve else "rejected").inc()
+        outcome = "expired" if expired_ else "approved" if approve else "rejected"
+        STEP_OUTCOMES.labels(stage=STAGE, outcome=outcome).inc()
         return await self._served(run)
+
+    async def fill(self, run_id: str, step: int, values_json: str) -> pb.Run:
+        """The values a step waits for (its open `missing` parameters): checked against the tool's
+        schema with the step's other arguments, then handed to the planner, which takes the run up
+        again from that step under the confirmation policy."""
+        values = core.json_object(values_json or "{}", "the values")
+        if not values:
+            raise InvalidRequest('no values were given; send them as {"values": {"parameter": value}}')
+        run = await self.store.get(run_id)
+        record = next((r for r in run.steps if r.number == step), None)
+        if record is None:
+            raise NotFound(f"run {run_id} has no step {step}")
+        if record.status != pb.STEP_STATUS_NEEDS_CLARIFICATION or not record.missing or not record.tool:
+            state = runs.step_status_name(record.status)
+            raise InvalidRequest(f"step {step} of run {run_id} is {state} and waits for no values")
+        tool = (await self.catalogue(record.tool)).get(record.tool)
+        if tool is None:
+            raise InvalidRequest(f"{record.tool} is not in the tool catalogue; the values cannot be checked")
+        merged = {**core.json_object(record.arguments_json or "{}", "the step's arguments"), **values}
+        still = [name for name in record.missing if merged.get(name) in (None, "")]
+        if still:
+            raise InvalidRequest(f"step {step} still needs {', '.join(still)}")
+        schema = core.json_object(tool.input_schema_json or "{}", f"{record.tool}'s schema")
+        core.check_arguments(record.tool, schema, merged)
+        arguments_json = json.dumps(merged, ensure_ascii=False)
+
+        def take(run: pb.Run) -> None:
+            current = next((r for r in run.steps if r.number == step), None)
+            if current is None or current.status != pb.STEP_STATUS_NEEDS_CLARIFICATION or not current.missing:
+                raise InvalidRequest(f"step {step} of run {run_id} was filled or changed meanwhile")
+            del current.missing[:]
+            run.updated_unix_ms = runs.now_ms()
+
+        def publish(pipe, run: pb.Run, _none: None) -> None:  # noqa: ANN001 - a Pipeline
+            turn = pb.Turn(
+                run_id=run_id,
+                session_id=run.session_id,
+                text=run.text,
+                dry_run=run.dry_run,
+                created_unix_ms=runs.now_ms(),
+                fill=pb.Fill(step=step, arguments_json=arguments_json),
+            )
+            key = step_key(run_id, step, f"{STAGE}-fill-{uuid.uuid4().hex[:8]}")
+            out = emit(keys.TURNS, run_id, step, key, turn.SerializeToString())
+            pipe.xadd(out.stream, out.envelope.to_fields())
+
+        run, _ = await self.store.update(
+            run_id,
+            take,
+            lambda _r, _n: [Event(pb.EVENT_KIND_FILLED, step, ", ".join(sorted(values)))],
+            publish,
+        )
+        return await self._served(run)
+
+    async def list_grants(self) -> list[pb.Grant]:
+        return await grants.load(self.redis)
+
+    async def revoke_grant(self, grant_id: str) -> bool:
+        return await grants.revoke(self.redis, grant_id)
+
+    async def audit(self, session_id: str = "", run_id: str = "", limit: int = 50) -> list[pb.AuditEntry]:
+        return await self.toolhost.audit(session_id, run_id, max(1, min(limit, 1000)))
 
     async def undo(self, run_id: str, step: int) -> pb.Run:
         """Undo the effect of a step that ran, through the tool host, and record it on the run."""
@@ -183,9 +352,9 @@ class Gateway:
         )
         return emit(keys.APPROVED, run.run_id, step.number, key, call.SerializeToString())
 
-    def _rejected(self, run: pb.Run, step: pb.StepRecord) -> Emit:
-        """The result of a step the person rejected, so the planner finishes the run (and the tool host
-        audits the decision)."""
+    def _rejected(self, run: pb.Run, step: pb.StepRecord, expired: bool = False) -> Emit:
+        """The result of a step the person rejected (or nobody answered in time), so the planner
+        finishes the run (and the tool host audits the decision)."""
         result = pb.StepResult(
             run_id=run.run_id,
             step=step.number,
@@ -195,10 +364,75 @@ class Gateway:
             error=step.error or "rejected by the person",
             hops=list(step.hops),
             session_id=run.session_id,
+            failure=pb.FAILURE_MODE_CONFIRMATION_EXPIRED if expired else pb.FAILURE_MODE_UNSPECIFIED,
         )
         return emit(
             keys.RESULTS, run.run_id, step.number, step_key(run.run_id, step.number, STAGE), result.SerializeToString()
         )
+
+
+def _waiting(run: pb.Run, step: int) -> pb.StepRecord:
+    """Step `step` of `run`, which must be waiting for the person."""
+    record = next((r for r in run.steps if r.number == step), None)
+    if record is None:
+        raise NotFound(f"run {run.run_id} has no step {step}")
+    if record.status != pb.STEP_STATUS_AWAITING_CONFIRMATION:
+        state = runs.step_status_name(record.status)
+        raise InvalidRequest(f"step {step} of run {run.run_id} is {state}, not awaiting confirmation")
+    return record
+
+
+def _check_typed(shown: pb.Preview, typed: str, arguments: dict, scope: str) -> None:
+    """A call whose tier asks for a typed confirmation runs only when the person typed its target, and
+    is never granted beyond this once."""
+    if shown.tier != pb.CONFIRM_TIER_TYPED:
+        return
+    if scope != grants.ONCE:
+        raise InvalidRequest(
+            f"{shown.text}: a call that asks for a typed confirmation is asked every time; it cannot be "
+            f"allowed for the {'session' if scope == grants.SESSION else 'future'} (allow it once)"
+        )
+    if not typed.strip():
+        raise InvalidRequest(f"{shown.text}: type {shown.target!r} to confirm it")
+    if not typed_matches(shown, typed, arguments):
+        raise InvalidRequest(f"{typed.strip()!r} is not {shown.target!r}; type {shown.target!r} to confirm")
+
+
+def _scope_words(grant_: pb.Grant) -> str:
+    return "for this session" if grant_.scope == grants.SESSION else "always"
+
+
+def preview_to_dict(preview: pb.Preview) -> dict:
+    return {"text": preview.text, "tier": tier_name(preview.tier), "target": preview.target}
+
+
+def grant_to_dict(grant_: pb.Grant) -> dict:
+    return {
+        "grant_id": grant_.grant_id,
+        "tool": grant_.tool,
+        "scope": grant_.scope,
+        "session_id": grant_.session_id,
+        "created_unix_ms": grant_.created_unix_ms,
+        "run_id": grant_.run_id,
+        "step": grant_.step,
+    }
+
+
+def audit_to_dict(entry: pb.AuditEntry) -> dict:
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "at": entry.at,
+        "session_id": entry.session_id,
+        "run_id": entry.run_id,
+        "step": entry.step,
+        "tool": entry.tool,
+        "arguments": _json_or_text(entry.arguments_json) if entry.arguments_json else {},
+        "confirmation": entry.confirmation,
+        "status": entry.status,
+        "error": entry.error,
+        "duration_ms": round(entry.duration_ms, 1),
+    }
 
 
 def run_to_dict(run: pb.Run) -> dict:
@@ -225,6 +459,9 @@ def run_to_dict(run: pb.Run) -> dict:
                 "error": s.error,
                 "missing": list(s.missing),
                 "confirmation_required": s.confirmation_required,
+                "preview": preview_to_dict(s.preview) if s.HasField("preview") else None,
+                "deadline_unix_ms": s.deadline_unix_ms,
+                "grant_id": s.grant_id,
                 "duration_ms": round(s.duration_ms, 1),
                 "rank_ms": round(s.rank_ms, 1),
                 "route_ms": round(s.route_ms, 1),

@@ -1,17 +1,35 @@
-"""The gateway's JSON HTTP API. Every route but `/healthz` needs the bearer token."""
+"""The gateway's JSON HTTP API (routes under `/v1/` and `/openapi.json` need the bearer token, which
+`RequestLimits` checks with the request's size, depth and rate before any route runs)."""
 
 from __future__ import annotations
 
-import hmac
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from services.gateway.app import Gateway, event_to_dict, run_to_dict, tool_to_dict
+from services.gateway.app import (
+    Gateway,
+    audit_to_dict,
+    event_to_dict,
+    grant_to_dict,
+    run_to_dict,
+    tool_to_dict,
+)
+from services.gateway.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_JSON_DEPTH,
+    RequestLimits,
+    TokenBuckets,
+)
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class SubmitBody(BaseModel):
@@ -23,16 +41,41 @@ class SubmitBody(BaseModel):
 class ConfirmBody(BaseModel):
     approve: bool = Field(True, description="True to let the step run, false to reject it.")
     reason: str = Field("", description="Why it was rejected (kept in the run record).")
+    scope: Literal["once", "session", "always"] = Field(
+        "once", description="Allow this step once, or also the same tool for the rest of the session, or always."
+    )
+    arguments: dict[str, Any] | None = Field(
+        None, description="Corrected arguments to run the step with instead (checked against the tool's schema)."
+    )
+    typed: str = Field("", description="For a step whose preview asks for it: the target's name, typed.")
 
 
-def build_app(gateway: Gateway, token: str) -> FastAPI:
-    app = FastAPI(title="Switchboard gateway", version="1")
+class FillBody(BaseModel):
+    values: dict[str, Any] = Field(description="The values the step waits for, by parameter name.")
 
-    def authorised(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
-            raise HTTPException(401, "missing or wrong bearer token (see the token file in the state directory)")
+
+def build_app(
+    gateway: Gateway,
+    token: str,
+    routers: Sequence[APIRouter] = (),
+    *,
+    buckets: TokenBuckets | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> FastAPI:
+    """The HTTP API, behind `RequestLimits` (the token, the rate in `buckets`, which the gRPC API shares,
+    the body's size and depth); `routers` are mounted beside the gateway's own routes."""
+    # The OpenAPI document is served at /openapi.json; the interactive viewers FastAPI would add load
+    # scripts from a CDN, so they are off.
+    app = FastAPI(title="Switchboard gateway", version="1", docs_url=None, redoc_url=None)
+
+    app.add_middleware(
+        RequestLimits,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        max_json_depth=max_json_depth,
+        buckets=buckets,
+    )
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -46,24 +89,38 @@ def build_app(gateway: Gateway, token: str) -> FastAPI:
     async def unavailable(_: Request, exc: UpstreamUnavailable) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in problem.get('loc', ()) if p != 'body') or 'body'}: {problem.get('msg', '')}"
+            for problem in exc.errors()[:5]
+        )
+        return JSONResponse({"error": f"the request does not fit: {said}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"error": f"the gateway failed ({type(exc).__name__}); see its log"}, status_code=500)
+
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"ok": True}
 
-    @app.post("/v1/turns", status_code=202, dependencies=[Depends(authorised)])
+    @app.post("/v1/turns", status_code=202)
     async def submit(body: SubmitBody) -> dict:
         run = await gateway.submit(body.text, body.session_id, body.dry_run)
         return {"run_id": run.run_id, "session_id": run.session_id, "status": run_to_dict(run)["status"]}
 
-    @app.get("/v1/runs", dependencies=[Depends(authorised)])
-    async def list_runs(limit: int = 20) -> dict:
-        return {"runs": [run_to_dict(run) for run in await gateway.list_runs(max(1, min(limit, 500)))]}
+    @app.get("/v1/runs")
+    async def list_runs(limit: int = 20, session_id: str = "") -> dict:
+        runs = await gateway.list_runs(max(1, min(limit, 500)), session_id)
+        return {"runs": [run_to_dict(run) for run in runs]}
 
-    @app.get("/v1/runs/{run_id}", dependencies=[Depends(authorised)])
+    @app.get("/v1/runs/{run_id}")
     async def get_run(run_id: str) -> dict:
         return run_to_dict(await gateway.get_run(run_id))
 
-    @app.get("/v1/runs/{run_id}/events", dependencies=[Depends(authorised)])
+    @app.get("/v1/runs/{run_id}/events")
     async def watch(run_id: str) -> StreamingResponse:
         await gateway.get_run(run_id)  # 404 before the stream starts
 
@@ -74,16 +131,39 @@ def build_app(gateway: Gateway, token: str) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    @app.post("/v1/runs/{run_id}/steps/{step}/confirm", dependencies=[Depends(authorised)])
+    @app.post("/v1/runs/{run_id}/steps/{step}/confirm")
     async def confirm(run_id: str, step: int, body: ConfirmBody) -> dict:
-        return run_to_dict(await gateway.confirm(run_id, step, body.approve, body.reason))
+        arguments = json.dumps(body.arguments) if body.arguments is not None else ""
+        run = await gateway.confirm(run_id, step, body.approve, body.reason, body.scope, arguments, body.typed)
+        return run_to_dict(run)
 
-    @app.post("/v1/runs/{run_id}/steps/{step}/undo", dependencies=[Depends(authorised)])
+    @app.post("/v1/runs/{run_id}/steps/{step}/fill")
+    async def fill(run_id: str, step: int, body: FillBody) -> dict:
+        return run_to_dict(await gateway.fill(run_id, step, json.dumps(body.values)))
+
+    @app.post("/v1/runs/{run_id}/steps/{step}/undo")
     async def undo(run_id: str, step: int) -> dict:
         return run_to_dict(await gateway.undo(run_id, step))
 
-    @app.get("/v1/tools", dependencies=[Depends(authorised)])
+    @app.get("/v1/tools")
     async def tools() -> dict:
         return {"tools": [tool_to_dict(tool) for tool in await gateway.list_tools()]}
 
+    @app.get("/v1/grants")
+    async def list_grants() -> dict:
+        return {"grants": [grant_to_dict(grant) for grant in await gateway.list_grants()]}
+
+    @app.delete("/v1/grants/{grant_id}")
+    async def revoke_grant(grant_id: str) -> dict:
+        if not await gateway.revoke_grant(grant_id):
+            raise NotFound(f"no standing grant {grant_id!r} (already revoked?)")
+        return {"revoked": True}
+
+    @app.get("/v1/audit")
+    async def audit(session_id: str = "", run_id: str = "", limit: int = 50) -> dict:
+        entries = await gateway.audit(session_id, run_id, limit)
+        return {"entries": [audit_to_dict(entry) for entry in entries]}
+
+    for router in routers:
+        app.include_router(router)
     return app

@@ -54,10 +54,47 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     async def Confirm(self, request: pb.ConfirmRequest, context: grpc.aio.ServicerContext) -> pb.Run:
         try:
-            return await self.gateway.confirm(request.run_id, request.step, request.approve, request.reason)
-        except (NotFound, InvalidRequest) as exc:
+            return await self.gateway.confirm(
+                request.run_id,
+                request.step,
+                request.approve,
+                request.reason,
+                request.scope,
+                request.arguments_json,
+                request.typed,
+            )
+        except (NotFound, InvalidRequest, UpstreamUnavailable) as exc:
             await _abort(context, exc)
             raise
+
+    async def Fill(self, request: pb.FillRequest, context: grpc.aio.ServicerContext) -> pb.Run:
+        try:
+            return await self.gateway.fill(request.run_id, request.step, request.values_json)
+        except (NotFound, InvalidRequest, UpstreamUnavailable) as exc:
+            await _abort(context, exc)
+            raise
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
+        limit = max(1, min(request.limit or 20, 500))
+        return pb.ListRunsResponse(runs=await self.gateway.list_runs(limit, request.session_id))
+
+    async def ListGrants(
+        self, request: pb.ListGrantsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListGrantsResponse:
+        return pb.ListGrantsResponse(grants=await self.gateway.list_grants())
+
+    async def RevokeGrant(
+        self, request: pb.RevokeGrantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeGrantResponse:
+        return pb.RevokeGrantResponse(revoked=await self.gateway.revoke_grant(request.grant_id))
+
+    async def Audit(self, request: pb.AuditRequest, context: grpc.aio.ServicerContext) -> pb.AuditResponse:
+        try:
+            entries = await self.gateway.audit(request.session_id, request.run_id, request.limit or 50)
+        except UpstreamUnavailable as exc:
+            await _abort(context, exc)
+            raise
+        return pb.AuditResponse(entries=entries)
 
     async def Undo(self, request: pb.UndoRequest, context: grpc.aio.ServicerContext) -> pb.Run:
         try:

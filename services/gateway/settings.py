@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from services.gateway.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_JSON_DEPTH, DEFAULT_RATE_PER_MINUTE
 from switchboard.settings import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
-    """The gateway needs only the common settings (its HTTP port and how many runs are kept among them)."""
+    """The common settings (the HTTP port, runs kept, the confirmation deadline among them) and the
+    limits the API puts on each request."""
+
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body (HTTP) or message (gRPC) accepted."
+    )
+    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, ge=2, description="Deepest nesting a JSON body may have.")
+    rate_per_minute: int = Field(
+        DEFAULT_RATE_PER_MINUTE, ge=1, description="Requests a minute one token may make, over HTTP and gRPC together."
+    )

@@ -50,6 +50,9 @@ async def main(settings: PlannerSettings) -> None:
         toolhost.list_tools,
         settings.planner_session_memory,
         settings.approval_ttl_seconds,
+        preview=toolhost.preview,
+        policy_file=settings.confirmation(),
+        deadline_seconds=settings.confirmation_deadline_seconds,
     )
     await runtime.serve(
         lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),

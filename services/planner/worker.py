@@ -39,10 +39,11 @@ from services.planner.context import (
     result_text,
 )
 from services.planner.state import Done, Finish, PlannedStep, RunOutcome, RunState, StepOrder, StepOutcome, StepState
-from switchboard import confirmation, keys, runs
+from switchboard import confirmation, grants, keys, runs
 from switchboard.approvals import approved_call
+from switchboard.confirmation import PolicyFile
 from switchboard.envelope import Envelope, step_key
-from switchboard.errors import NotFound, UpstreamUnavailable
+from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import KIND_OF_STEP_STATUS, kind_name
 from switchboard.paths import PathPolicy
 from switchboard.reading import Reading
@@ -179,11 +180,15 @@ class Routing(Protocol):
 
 @dataclass(frozen=True)
 class Routed:
-    """A step just routed, to be written into the record: the call, the step's server, the filter's time."""
+    """A step just routed, to be written into the record: the call, the step's server, the filter's time,
+    and, for a call that may need the person, what it will do (its preview and tier) and the standing
+    grant that covers it."""
 
     call: pb.ToolCall
     server: str
     rank_ms: float
+    preview: pb.Preview | None = None
+    grant_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,8 @@ class Verdict:
     needs_person: bool
     failure: pb.FailureMode
     held_for_intent: bool
+    tier: pb.ConfirmTier = pb.CONFIRM_TIER_RUN
+    grant_id: str = ""
 
 
 # The failure a verdict counts as, by the event it is announced with.
@@ -261,8 +268,17 @@ class PlannerWorker:
         list_tools: Callable[[], Awaitable[list[pb.ToolInfo]]] | None = None,
         session_memory: bool = True,
         approval_ttl_seconds: float = 600.0,
+        *,
+        preview: Callable[[str, str], Awaitable[pb.Preview]] | None = None,
+        policy_file: PolicyFile | None = None,
+        deadline_seconds: float = 600.0,
     ) -> None:
         self.redis = redis
+        # The tool host says what a call will do and its tier; the policy file tells which reads it must
+        # be asked about too; a step waits for the person this long.
+        self.preview = preview
+        self.policy_file = policy_file or PolicyFile()
+        self.deadline_seconds = deadline_seconds
         self.policy_key = policy_key
         self.approval_ttl_seconds = approval_ttl_seconds
         self.store = RunStore(redis, STAGE)
@@ -289,6 +305,8 @@ class PlannerWorker:
         run = await self._record(turn.run_id)
         if run is None:
             return []
+        if turn.HasField("fill"):
+            return await self._take_up(run, turn.fill)
         earlier = await self._state(run)
         if earlier is not None:  # a turn handled before: send on what was decided then
             return await self._repeat(turn.run_id, earlier)
@@ -369,18 +387,103 @@ class PlannerWorker:
                 return []
             if action.attempt > 1:
                 FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_RETRY)).inc()
-            routed = await self._route(run_id, state, action)
-            verdict = await self._write(run_id, state, result, lines, routed)
+            routed = await self._confirming(state, await self._route(run_id, state, action))
+            sent = await self._settle(run_id, state, result, lines, routed)
             result = None
-            assert verdict is not None
-            if verdict.failure:
-                FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(verdict.failure)).inc()
-            STEP_OUTCOMES.labels(stage=STAGE, outcome=kind_name(verdict.kind)).inc()
-            if verdict.status == pb.STEP_STATUS_APPROVED:
-                call = routed.call
-                return [self._approved(run_id, call.step, call.tool, call.arguments_json, call.session_id, call.hops)]
-            if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
-                return []  # the gateway lets it run when the person confirms it
+            if sent is not None:
+                return sent
+
+    async def _settle(
+        self,
+        run_id: str,
+        state: RunState,
+        result: pb.StepResult | None,
+        lines: list[str],
+        routed: Routed,
+        reopen: bool = False,
+    ) -> Sequence[Emit] | None:
+        """Write a routed step with the policy's verdict; what goes out (a call for the tool host, or
+        nothing while the person decides), or None when the policy settled the step and the run goes on."""
+        verdict = await self._write(run_id, state, result, lines, routed, reopen=reopen)
+        assert verdict is not None
+        if verdict.failure:
+            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(verdict.failure)).inc()
+        STEP_OUTCOMES.labels(stage=STAGE, outcome=kind_name(verdict.kind)).inc()
+        call = routed.call
+        if verdict.status == pb.STEP_STATUS_APPROVED:
+            kind = pb.GRANT_KIND_STANDING if verdict.grant_id else pb.GRANT_KIND_POLICY
+            return [
+                self._approved(
+                    run_id,
+                    call.step,
+                    call.tool,
+                    call.arguments_json,
+                    call.session_id,
+                    call.hops,
+                    kind,
+                    verdict.grant_id,
+                )
+            ]
+        if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+            return []  # the gateway lets it run when the person confirms it
+        return None
+
+    async def _confirming(self, state: RunState, routed: Routed) -> Routed:
+        """`routed` with what its call will do and its tier, from the tool host, when it may need the
+        person (a plain read the policy file leaves alone runs without asking), and the standing grant
+        that lets a call asking for a click through."""
+        call = routed.call
+        if not call.tool or call.outcome != pb.ROUTE_OUTCOME_ROUTED or call.held or state.dry_run:
+            return routed
+        tool = self.planning.catalogue.tools.get(call.tool)
+        plain_read = confirmation.decide(tool) is confirmation.Policy.RUN_NOW
+        if self.preview is None or (plain_read and self.policy_file.configured(call.tool) is None):
+            return routed
+        try:
+            shown = await self.preview(call.tool, call.arguments_json)
+        except (UpstreamUnavailable, InvalidRequest) as exc:
+            # The person is asked with the call as it is; the tool host judges it again when it runs.
+            log.warning("no preview of %s (%s); the person is asked with a click", call.tool, exc)
+            text = f"Run {call.tool} with {call.arguments_json}"
+            shown = pb.Preview(text=text, tier=pb.CONFIRM_TIER_CONFIRM)
+        grant_id = ""
+        if shown.tier == pb.CONFIRM_TIER_CONFIRM:
+            covering = grants.covering(await grants.load(self.redis), call.tool, state.session_id)
+            grant_id = covering.grant_id if covering is not None else ""
+        return Routed(call, routed.server, routed.rank_ms, shown, grant_id)
+
+    async def _take_up(self, run: pb.Run, fill: pb.Fill) -> Sequence[Emit]:
+        """The person filled the open values of a step that waited for them: the run goes on from that
+        step, its call judged by the policy like any other."""
+        state = await self._state(run)
+        if state is None:
+            return []
+        record = next((r for r in run.steps if r.number == fill.step), None)
+        outcome = state.outcomes.get(fill.step)
+        if (
+            record is None
+            or outcome is None
+            or outcome.state is not StepState.NEEDS_CLARIFICATION
+            or record.status != pb.STEP_STATUS_NEEDS_CLARIFICATION
+        ):
+            return await self._repeat(run.run_id, state)  # taken up before
+        del state.outcomes[fill.step]
+        state.finished = {}
+        call = pb.ToolCall(
+            run_id=run.run_id,
+            step=fill.step,
+            tool=record.tool,
+            arguments_json=fill.arguments_json,
+            outcome=pb.ROUTE_OUTCOME_ROUTED,
+            intent=record.intent,
+            session_id=state.session_id,
+            dry_run=state.dry_run,
+            hops=list(record.hops),
+        )
+        routed = await self._confirming(state, Routed(call, record.server, record.rank_ms))
+        lines = answer.settled_lines(state, self.planning.catalogue.mutating)
+        sent = await self._settle(run.run_id, state, None, lines, routed, reopen=True)
+        return sent if sent is not None else await self._advance(run.run_id, state)
 
     async def _finish(
         self, run_id: str, state: RunState, finish: Finish, result: pb.StepResult | None = None
@@ -425,14 +528,23 @@ class PlannerWorker:
         return Routed(call, order.server, rank_ms)
 
     def _approved(
-        self, run_id: str, step: int, tool: str, arguments_json: str, session_id: str, hops: Sequence[str]
+        self,
+        run_id: str,
+        step: int,
+        tool: str,
+        arguments_json: str,
+        session_id: str,
+        hops: Sequence[str],
+        kind: pb.GrantKind = pb.GRANT_KIND_POLICY,
+        grant_id: str = "",
     ) -> Emit:
         """The call for the tool host, with the policy's approval of it: valid for one execution, and
-        only for a tool that changes nothing (the tool host checks that against its own catalogue)."""
+        only for a call the policy runs at once, or one a person's standing grant covers (the tool host
+        checks both itself)."""
         key = step_key(run_id, step, STAGE)
         call = approved_call(
             self.policy_key,
-            pb.GRANT_KIND_POLICY,
+            kind,
             self.approval_ttl_seconds,
             run_id=run_id,
             step=step,
@@ -441,21 +553,24 @@ class PlannerWorker:
             idempotency_key=key,
             session_id=session_id,
             hops=list(hops),
+            grant_id=grant_id,
         )
         return emit(keys.APPROVED, run_id, step, key, call.SerializeToString())
 
-    def _judge(self, run: pb.Run, call: pb.ToolCall) -> Verdict:
+    def _judge(self, run: pb.Run, routed: Routed) -> Verdict:
         """The confirmation policy on a routed call, against the record as it is now."""
+        call = routed.call
         tools = self.planning.catalogue.tools
-        tool = tools.get(call.tool)
-        needs_person = confirmation.decide_call(tool, call.change_intent) is confirmation.Policy.ASK_PERSON
+        tier = confirmation.call_tier(tools.get(call.tool), routed.preview, call.change_intent, routed.grant_id)
         changes = frozenset(
             name for name, info in tools.items() if confirmation.decide(info) is confirmation.Policy.ASK_PERSON
         )
-        status, kind, reason = confirmation.judge_proposal(run, call, needs_person, changes, self.planning.paths)
-        held_for_intent = needs_person and confirmation.decide(tool) is confirmation.Policy.RUN_NOW
+        status, kind, reason = confirmation.judge_proposal(run, call, tier.needs_person, changes, self.planning.paths)
+        granted = tier.grant_id if status == pb.STEP_STATUS_APPROVED else ""
+        if granted:
+            kind = pb.EVENT_KIND_GRANTED
         failure = FAILURE_OF_KIND.get(kind, pb.FAILURE_MODE_UNSPECIFIED)
-        return Verdict(status, kind, reason, needs_person, failure, held_for_intent)
+        return Verdict(status, kind, reason, tier.needs_person, failure, tier.held_for_intent, tier.tier, granted)
 
     async def _write(
         self,
@@ -465,6 +580,7 @@ class PlannerWorker:
         lines: list[str],
         routed: Routed | None = None,
         finish: Finish | None = None,
+        reopen: bool = False,
     ) -> Verdict | None:
         """One write of the record: the result that came in, the state, the step just routed with the
         policy's verdict on it (and, for a step the verdict settles without running, its result), or
@@ -474,22 +590,34 @@ class PlannerWorker:
         state.streamed = max(state.streamed, len(lines))
         verdicts: list[Verdict] = []
         settled: list[pb.StepResult] = []
+        waiting: list[tuple[str, int]] = []  # steps that now wait for the person, with their deadlines
 
         def mutate(run: pb.Run) -> None:
             verdicts.clear()
             settled.clear()
+            waiting.clear()
+            if reopen:
+                runs.apply_reopened(run)
             if result is not None:
                 runs.apply_result(run, result, [keys.RESULTS])
             if routed is not None:
                 call = routed.call
                 runs.apply_routed(run, call, routed.server, routed.rank_ms, call.hops)
-                verdict = self._judge(run, call)
+                verdict = self._judge(run, routed)
                 verdicts.append(verdict)
                 judged = pb.ToolCall()
                 judged.CopyFrom(call)
                 if verdict.reason:
                     judged.reason = verdict.reason
                 runs.apply_proposal(run, judged, [], verdict.status, verdict.needs_person)
+                record = runs.step_record(run, call.step)
+                if routed.preview is not None:
+                    record.preview.CopyFrom(routed.preview)
+                    record.preview.tier = verdict.tier
+                record.grant_id = verdict.grant_id
+                if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+                    record.deadline_unix_ms = runs.now_ms() + int(self.deadline_seconds * 1000)
+                    waiting.append((runs.awaiting_member(run.run_id, call.step), record.deadline_unix_ms))
                 if verdict.status not in (pb.STEP_STATUS_APPROVED, pb.STEP_STATUS_AWAITING_CONFIRMATION):
                     outcome = settled_result(run, runs.step_record(run, call.step), verdict)
                     runs.apply_result(run, outcome, [])
@@ -510,6 +638,8 @@ class PlannerWorker:
                 made.append(Event(pb.EVENT_KIND_STEP_PLANNED, call.step, call.intent))
                 verdict = verdicts[0]
                 message = f"{call.tool} {call.arguments_json}".strip()
+                if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION and routed.preview is not None:
+                    message = routed.preview.text
                 if verdict.held_for_intent and verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
                     message += f" ({confirmation.HELD_FOR_INTENT})"
                 made.append(Event(verdict.kind, call.step, message))
@@ -521,7 +651,14 @@ class PlannerWorker:
             return made
 
         remember = self._remember(state, finish) if finish is not None else None
-        await self.store.update(run_id, mutate, announce, remember)
+
+        def also(pipe: Pipeline, run: pb.Run, none: None) -> None:
+            if waiting:  # the gateway rejects a step still waiting at its deadline
+                pipe.zadd(keys.AWAITING, dict(waiting))
+            if remember is not None:
+                remember(pipe, run, none)
+
+        await self.store.update(run_id, mutate, announce, also)
         return verdicts[0] if verdicts else None
 
     async def _state(self, run: pb.Run) -> RunState | None:

@@ -35,11 +35,14 @@ async def main(settings: ToolHostSettings) -> None:
         {
             pb.GRANT_KIND_PERSON: read_or_create_secret(settings.secret_path),
             pb.GRANT_KIND_POLICY: read_or_create_secret(settings.policy_key_path),
+            # The planner signs the approvals a standing grant covers; the grant itself is the person's.
+            pb.GRANT_KIND_STANDING: read_or_create_secret(settings.policy_key_path),
         },
         settings.call_timeout_seconds,
         AuditLog(settings.audit_path),
         settings.sandbox(),
         Trash(settings.trash_dir),
+        settings.confirmation(),
     )
     supervisors = [lambda s=server: s.supervise(runtime.stop) for server in servers]
     worker = ApprovedCallWorker(runtime.redis, host)

@@ -2,9 +2,12 @@
 
 Every call, from the stream or over gRPC, runs only with an approval of exactly that call
 (`switchboard.approvals`), and only once: the approval's nonce is consumed atomically before the tool
-runs. The policy's approval (the planner's) is good for a tool that changes nothing, by this host's own
-declaration of the tool's effects; a call that changes things needs the approval a person gave through
-the gateway. So no other stage, no text inside
+runs. Which approvals are good for a call follows from its confirmation tier, which this host works out
+itself from its own declaration of the tool's effects, the files the call would replace and the
+policy file (`preview`): the policy's approval (the planner's) only for a call the policy runs at once,
+a person's standing grant (checked here against the grant's own signature) for one that asks for a
+click, and only the approval a person gave through the gateway for one that asks for a typed
+confirmation. So no other stage, no text inside
 a tool result and no process replaying an old message can make a change the person did not allow.
 Every refusal is audited with its reason. Running a call from the stream is guarded besides, so that a
 redelivered message reports its first outcome instead of running again.
@@ -28,10 +31,12 @@ from services.toolhost.audit import AuditLog
 from services.toolhost.mcp_pool import McpServer, ToolCallFailed
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers.kit import Trash
-from switchboard import keys
+from switchboard import grants, keys
 from switchboard.approvals import UNDO, ApprovalRefused, Refusal, consume, refusal
+from switchboard.confirmation import PolicyFile
 from switchboard.envelope import Envelope, step_key
-from switchboard.errors import SwitchboardError, UpstreamUnavailable
+from switchboard.errors import InvalidRequest, SwitchboardError, UpstreamUnavailable
+from switchboard.preview import preview
 from switchboard.runs import store_large
 from switchboard.streams import Emit, Forget, emit
 from switchboard.telemetry import APPROVAL_REFUSALS, FAILURE_MODES, STEP_OUTCOMES, failure_mode, timed
@@ -39,6 +44,15 @@ from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 STAGE = "toolhost"
+
+
+# How a call was let through, as the audit log's confirmation column says it (a read the policy let
+# through says `not_required`).
+GRANTED_BY = {
+    pb.GRANT_KIND_PERSON: audit_log.CONFIRMED,
+    pb.GRANT_KIND_STANDING: "standing_grant",
+    pb.GRANT_KIND_POLICY: "policy",
+}
 
 
 class ToolHost:
@@ -51,8 +65,10 @@ class ToolHost:
         audit: AuditLog,
         sandbox: Sandbox,
         trash: Trash,
+        policy: PolicyFile | None = None,
     ) -> None:
         self.redis = redis
+        self.policy = policy or PolicyFile()
         self.servers = {server.name: server for server in servers}
         # The key each kind of approval is checked with: the policy's (the planner's) and a person's
         # (the gateway's).
@@ -122,7 +138,10 @@ class ToolHost:
             if missing:
                 params = ", ".join(spec.input_schema.get("properties", {}))
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
-            await self._honour(approval, run_id, step, tool, arguments_json, changes, message_key)
+            tier = self.preview_of(spec, arguments).tier
+            await self._honour(approval, run_id, step, tool, arguments_json, tier, message_key, session_id)
+            if approval.kind != pb.GRANT_KIND_POLICY or changes:
+                confirmation = GRANTED_BY.get(approval.kind, confirmation)
             before = await audit_log.hash_files_async(core.path_arguments(arguments), self.sandbox)
             if changes:
                 # A change is logged before it runs, so a process that dies during it leaves a
@@ -163,6 +182,31 @@ class ToolHost:
         ).inc()
         return result
 
+    def preview(self, tool: str, arguments_json: str) -> pb.Preview:
+        """What the call would do and the tier it is confirmed at (`refused` says why a path it names
+        may not be touched at all)."""
+        spec = core.resolve_tool(tool, self.tools())
+        return self.preview_of(spec, core.parse_arguments(arguments_json))
+
+    def preview_of(self, spec: core.ToolSpec, arguments: dict[str, Any]) -> pb.Preview:
+        refused = ""
+        for raw in core.path_arguments(arguments):
+            try:
+                self.sandbox.resolve(raw)
+            except InvalidRequest as exc:
+                refused = str(exc)
+                break
+        shown = preview(spec.name, spec.declared(), arguments, self._is_file)
+        shown.tier = self.policy.tier(spec.name, shown.tier)
+        shown.refused = refused
+        return shown
+
+    def _is_file(self, raw: str) -> bool:
+        try:
+            return self.sandbox.resolve(raw).is_file()
+        except (InvalidRequest, OSError):
+            return False
+
     async def _honour(
         self,
         approval: pb.Approval,
@@ -170,8 +214,9 @@ class ToolHost:
         step: int,
         tool: str,
         arguments_json: str,
-        changes: bool,
+        tier: pb.ConfirmTier,
         message_key: str | None = None,
+        session_id: str = "",
     ) -> None:
         """Check `approval` for this call and use it up; `ApprovalRefused` saying why it cannot be."""
         why = refusal(
@@ -181,13 +226,44 @@ class ToolHost:
             step=step,
             tool=tool,
             arguments_json=arguments_json,
-            changes=changes,
+            tier=tier,
         )
+        if why is None and approval.kind == pb.GRANT_KIND_STANDING:
+            why = await self._standing(approval.grant_id, tool, session_id)
         if why is None:
             why = await consume(self.redis, approval, message_key)
         if why is not None:
             self._count_refusal(why, tool, run_id, step)
             raise ApprovalRefused(why)
+
+    async def _standing(self, grant_id: str, tool: str, session_id: str) -> Refusal | None:
+        """Whether the standing grant an approval names exists, is the gateway's, and covers the call."""
+        grant = await grants.find(self.redis, grant_id)
+        person_key = self.grant_keys.get(pb.GRANT_KIND_PERSON, "")
+        if grant is None or not person_key or not grants.genuine(person_key, grant):
+            return Refusal.UNGRANTED
+        spec = core.resolve_tool(tool, self.tools())
+        return None if grants.covers(grant, spec.name, session_id) else Refusal.UNGRANTED
+
+    def recent(self, session_id: str = "", run_id: str = "", limit: int = 50) -> list[pb.AuditEntry]:
+        """The audit log's newest entries, for the API."""
+        return [
+            pb.AuditEntry(
+                id=row["id"],
+                at=row["started_at"] or "",
+                session_id=row["session_id"] or "",
+                run_id=row["run_id"] or "",
+                step=row["step"] or 0,
+                tool=row["tool"] or "",
+                arguments_json=row["arguments_json"] or "",
+                confirmation=row["confirmation"] or "",
+                status=row["outcome"] or "",
+                error=row["error"] or "",
+                duration_ms=row["duration_ms"] or 0.0,
+                kind=row["kind"] or "",
+            )
+            for row in self.audit.recent(session_id=session_id, run_id=run_id, limit=limit)
+        ]
 
     def _count_refusal(self, why: Refusal, tool: str, run_id: str, step: int) -> None:
         APPROVAL_REFUSALS.labels(reason=why.value).inc()
@@ -241,7 +317,7 @@ class ToolHost:
     async def undo(self, run_id: str, step: int, approval: pb.Approval, session_id: str = "") -> list[str]:
         """Undo what step `step` of run `run_id` changed, if it recorded how; audited like a call."""
         try:
-            await self._honour(approval, run_id, step, UNDO, "", changes=True)
+            await self._honour(approval, run_id, step, UNDO, "", pb.CONFIRM_TIER_TYPED)
         except ApprovalRefused as exc:
             row = self.audit.begin(
                 kind="undo",

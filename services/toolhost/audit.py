@@ -197,6 +197,22 @@ class AuditLog:
             ).fetchone()
         return UndoableCall(row_id=row[0], tool=row[1], undo=json.loads(row[2]), undone=undone is not None)
 
+    def recent(self, *, session_id: str = "", run_id: str = "", limit: int = 50) -> list[dict[str, Any]]:
+        """The newest rows first, of one session or run when given; at most `limit`."""
+        where, values = [], []
+        if session_id:
+            where.append("session_id = ?")
+            values.append(session_id)
+        if run_id:
+            where.append("run_id = ?")
+            values.append(run_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._connect() as db:
+            cursor = db.cursor()
+            cursor.row_factory = sqlite3.Row
+            query = f"SELECT * FROM audit_log {clause} ORDER BY id DESC LIMIT ?"  # noqa: S608 - fixed clauses
+            return [dict(r) for r in cursor.execute(query, (*values, max(1, min(limit, 1000))))]
+
     def rows(self) -> list[dict[str, Any]]:
         """Every row, oldest first (for tests and the audit server)."""
         with self._connect() as db:

@@ -36,6 +36,7 @@ async def read_catalogue() -> list[ToolSpec]:
                         dict(tool.input_schema or {}),
                         dict(tool.meta) if tool.meta else None,
                         annotations.destructive_hint if annotations else None,
+                        read_only_hint=annotations.read_only_hint if annotations else None,
                     )
                 )
     return specs

@@ -13,9 +13,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.toolhost.servers import META_CONFIRMATION_REQUIRED, META_DESTRUCTIVE, META_UNDO_SUPPORTED
+from services.toolhost.servers import (
+    META_CONFIRMATION_REQUIRED,
+    META_DESTRUCTIVE,
+    META_OVERWRITES,
+    META_PREVIEW,
+    META_TARGET,
+    META_UNDO_SUPPORTED,
+)
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.paths import named_paths
+from switchboard.preview import Declared
 
 # The MCP servers the tool host starts, by name → the module that runs one over stdio.
 SERVER_MODULES: dict[str, str] = {
@@ -54,10 +62,23 @@ class ToolSpec:
     confirmation_required: bool = True
     undo_supported: bool = False
     destructive: bool = False
+    # What the person is shown before a call runs (see `switchboard.preview`).
+    preview: str = ""
+    target: str = ""
+    overwrites: tuple[str, ...] = ()
 
     @property
     def short_name(self) -> str:
         return self.name.split(".", 1)[1]
+
+    def declared(self) -> Declared:
+        return Declared(
+            read_only=not (self.confirmation_required or self.destructive),
+            destructive=self.destructive,
+            template=self.preview,
+            target=self.target,
+            overwrites=self.overwrites,
+        )
 
 
 def spec_from_mcp(
@@ -87,7 +108,15 @@ def spec_from_mcp(
         confirmation_required=_flag(meta, META_CONFIRMATION_REQUIRED, not reads),
         undo_supported=_flag(meta, META_UNDO_SUPPORTED, False),
         destructive=_flag(meta, META_DESTRUCTIVE, not reads and destructive_hint is not False),
+        preview=_text(meta, META_PREVIEW),
+        target=_text(meta, META_TARGET),
+        overwrites=tuple(v for v in meta.get(META_OVERWRITES) or () if isinstance(v, str)),
     )
+
+
+def _text(meta: dict[str, Any], key: str) -> str:
+    value = meta.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def _flag(meta: dict[str, Any], key: str, otherwise: bool) -> bool:

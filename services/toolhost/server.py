@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from services.toolhost.app import ToolHost
 from services.toolhost.core import MissingApproval
-from switchboard.errors import InvalidRequest
+from switchboard.errors import InvalidRequest, NotFound
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -35,3 +37,17 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise
         return pb.UndoResponse(actions=actions)
+
+    async def PreviewCall(self, request: pb.PreviewRequest, context: grpc.aio.ServicerContext) -> pb.Preview:
+        try:
+            return self.host.preview(request.tool, request.arguments_json)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+
+    async def Audit(self, request: pb.AuditRequest, context: grpc.aio.ServicerContext) -> pb.AuditResponse:
+        entries = await asyncio.to_thread(self.host.recent, request.session_id, request.run_id, request.limit or 50)
+        return pb.AuditResponse(entries=entries)

@@ -28,10 +28,13 @@ CATALOGUE = [
 
 
 class StaticCatalogue:
-    """Stands in for the tool host's catalogue; the gateway only lists it."""
+    """Stands in for the tool host's catalogue and previews (every call asks for a click here)."""
 
     async def list_tools(self) -> list[pb.ToolInfo]:
         return list(CATALOGUE)
+
+    async def preview(self, tool: str, arguments_json: str) -> pb.Preview:
+        return pb.Preview(text=f"Run {tool}", tier=pb.CONFIRM_TIER_CONFIRM)
 
 
 @pytest.fixture
@@ -55,6 +58,11 @@ EVERY_METHOD = {
     "Confirm": pb.ConfirmRequest(run_id="r", step=1, approve=True),
     "Undo": pb.UndoRequest(run_id="r", step=1),
     "ListTools": pb.ListToolsRequest(),
+    "ListRuns": pb.ListRunsRequest(),
+    "Fill": pb.FillRequest(run_id="r", step=1, values_json="{}"),
+    "ListGrants": pb.ListGrantsRequest(),
+    "RevokeGrant": pb.RevokeGrantRequest(grant_id="g"),
+    "Audit": pb.AuditRequest(),
 }
 
 
@@ -138,7 +146,7 @@ async def test_a_change_runs_once_the_person_confirms_it_with_the_persons_approv
     [(_, fields)] = await redis.xrange(keys.APPROVED)
     call = pb.ToolCall.FromString(Envelope.from_fields(fields).body)
     assert call.tool == "filesystem.delete_file"
-    assert refusal({pb.GRANT_KIND_PERSON: KEY}, call.approval, **named(call), changes=True) is None
+    assert refusal({pb.GRANT_KIND_PERSON: KEY}, call.approval, **named(call), tier=pb.CONFIRM_TIER_CONFIRM) is None
     assert call.approval.kind == pb.GRANT_KIND_PERSON
     assert (await gateway.get_run(run.run_id)).steps[0].status == pb.STEP_STATUS_APPROVED
 

@@ -92,7 +92,7 @@ def only_call(out: list[Emit]) -> pb.ToolCall:
     call = pb.ToolCall.FromString(item.envelope.body)
     assert call.approval.kind == pb.GRANT_KIND_POLICY
     named = {"run_id": call.run_id, "step": call.step, "tool": call.tool, "arguments_json": call.arguments_json}
-    assert refusal({pb.GRANT_KIND_POLICY: POLICY_KEY}, call.approval, **named, changes=False) is None
+    assert refusal({pb.GRANT_KIND_POLICY: POLICY_KEY}, call.approval, **named, tier=pb.CONFIRM_TIER_RUN) is None
     return call
 
 

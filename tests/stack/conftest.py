@@ -34,7 +34,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="package")
 def stack(redis_url: str, workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis.Redis.from_url(redis_url).flushdb()
-    running = Stack(redis_url, tmp_path_factory.mktemp("state"), [workspace])
+    # The policy file raises one read to a click and lets one change run at once, so the stack tests
+    # see the tool host and the planner honour it (tests/stack/test_person.py).
+    policy = tmp_path_factory.mktemp("config") / "confirmation.yaml"
+    policy.write_text("tools:\n  calendar.list_events: confirm\n  task.create_task: run\n")
+    settings = {"SWITCHBOARD_CONFIRMATION_POLICY": str(policy)}
+    running = Stack(redis_url, tmp_path_factory.mktemp("state"), [workspace], settings)
     try:
         running.start()
         yield running

@@ -99,7 +99,7 @@ def test_delete_then_undo_gets_the_file_back_and_the_audit_log_shows_both(stack:
     asked = stack.sb("ask", "--json", "--wait", f"Delete the file {target}")
     run = json.loads(asked.stdout)
     assert asked.returncode == 3 and run["steps"][0]["tool"] == "filesystem.delete_file", asked.stderr
-    assert stack.sb("confirm", run["run_id"], "1").returncode == 0
+    assert stack.sb("confirm", run["run_id"], "1", "--typed", "notes.md").returncode == 0
     with stack.http() as http:
         http.get(f"/v1/runs/{run['run_id']}/events")  # returns once the run has finished
     assert not target.exists()

@@ -95,6 +95,10 @@ def test_a_copied_approval_on_the_stream_is_refused_and_audited_and_the_write_ra
     stack: Stack, workspace: Path
 ) -> None:
     target = workspace / "once.txt"
+    # A consumer group of the test's own that reads nothing keeps the stream's entries from being
+    # trimmed once the tool host has acknowledged them, so the approved call can still be copied.
+    client = redis.Redis.from_url(stack.redis_url)
+    client.xgroup_create(keys.APPROVED, "test-observer", id="$", mkstream=True)
     asked = stack.sb("ask", "--json", "--wait", f"Copy {workspace / 'alpha.txt'} to {target}")
     run = json.loads(asked.stdout)
     step = next(s for s in run["steps"] if s["status"] == "awaiting_confirmation")
@@ -106,7 +110,6 @@ def test_a_copied_approval_on_the_stream_is_refused_and_audited_and_the_write_ra
 
     # Someone with the Redis password copies the approved call and appends it again, as it was and
     # under a message key of its own.
-    client = redis.Redis.from_url(stack.redis_url)
     approved = [
         fields for _, fields in client.xrange(keys.APPROVED) if Envelope.from_fields(fields).run_id == run["run_id"]
     ]
@@ -114,6 +117,7 @@ def test_a_copied_approval_on_the_stream_is_refused_and_audited_and_the_write_ra
     copy = Envelope.from_fields(fields)
     client.xadd(keys.APPROVED, fields)
     client.xadd(keys.APPROVED, Envelope(copy.run_id, copy.step, "copied", copy.traceparent, copy.body).to_fields())
+    client.xgroup_destroy(keys.APPROVED, "test-observer")
     client.close()
 
     audit = AuditLog(stack.state_dir / "audit.db")

@@ -89,7 +89,7 @@ def test_the_closest_choice_must_be_close() -> None:
 
 
 def test_effects_make_both_declarations() -> None:
-    delete = Effects.changes(destructive=True, undoable=True, idempotent=False)
+    delete = Effects.changes(destructive=True, undoable=True, idempotent=False, preview="Delete {path}", target="path")
     hints = delete.annotations()
     assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint) == (
         False,
@@ -101,8 +101,13 @@ def test_effects_make_both_declarations() -> None:
         "switchboard/confirmation_required": True,
         "switchboard/undo_supported": True,
         "switchboard/destructive": True,
+        "switchboard/preview": "Delete {path}",
+        "switchboard/target": "path",
     }
-    assert Effects.reads().meta() == dict.fromkeys(delete.meta(), False)
+    with pytest.raises(ValueError, match="typed confirmation"):
+        Effects.changes(destructive=True, undoable=False, idempotent=False, preview="Send {to}")
+    flags = ("switchboard/confirmation_required", "switchboard/undo_supported", "switchboard/destructive")
+    assert Effects.reads().meta() == dict.fromkeys(flags, False)  # a read has no preview to show
 
 
 async def test_a_corrected_failure_reads_as_the_sdk_words_any_other() -> None:

@@ -321,9 +321,9 @@ def test_a_declaration_that_does_not_fit_the_result_type_is_refused_at_registrat
         return Said(text=text)
 
     with pytest.raises(TypeError, match="undoable=False"):
-        tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))(write)
+        tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True, preview="Change it"))(write)
     with pytest.raises(TypeError, match="undoable=True"):
-        tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))(say)
+        tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True, preview="Change it"))(say)
 
 
 def test_a_reader_cannot_be_declared_destructive_or_undoable() -> None:
@@ -337,12 +337,12 @@ async def test_undo_actions_from_a_tool_not_declared_undoable_fail_the_call(capl
     """A tool returning a plain dict passes the result type check; the check of every result catches it."""
     server = MCPServer("test")
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True, preview="Change it"))
     def sneaky(path: str) -> dict[str, Any]:
         """Write a file and claim an undo."""
         return {"path": path, "undo": [{"kind": "remove_created", "path": path}]}
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))
+    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True, preview="Change it"))
     def honest(path: str) -> dict[str, Any]:
         """Write a file."""
         return {"path": path, "undo": []}

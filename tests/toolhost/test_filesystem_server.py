@@ -124,7 +124,9 @@ async def test_tools_list_matches_the_contract(settings: ToolHostSettings) -> No
                 assert schema["properties"][param]["default"] == default, (name, param)
         assert tool.description and len(tool.description) > 40, name
         assert tool.output_schema is not None and tool.output_schema["type"] == "object", name
-        assert tool.meta == {
+        flags = {key: value for key, value in (tool.meta or {}).items() if isinstance(value, bool)}
+        assert bool(tool.meta and tool.meta.get("switchboard/preview")) == confirm, name  # a change says what it does
+        assert flags == {
             META_CONFIRMATION_REQUIRED: confirm,
             META_UNDO_SUPPORTED: undo,
             META_DESTRUCTIVE: destructive,

@@ -17,3 +17,9 @@ META_CONFIRMATION_REQUIRED = "switchboard/confirmation_required"
 META_UNDO_SUPPORTED = "switchboard/undo_supported"
 META_DESTRUCTIVE = "switchboard/destructive"
 META_CORRECTION = "switchboard/correction"
+# What a call will do, for the person asked to confirm it (see `kit.Effects` and `switchboard.preview`):
+# a template over the call's arguments, the parameter a typed confirmation names, and the parameters
+# naming a file the call replaces when it is there.
+META_PREVIEW = "switchboard/preview"
+META_TARGET = "switchboard/target"
+META_OVERWRITES = "switchboard/overwrites"

@@ -198,7 +198,15 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             session_id=session_id, template=chosen, report=_report(session_id, chosen, session_entries(session_id))
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=False,
+            preview="Save the audit report of session {session_id} as the PDF {output_path}",
+        ),
+    )
     def export_audit_pdf(
         session_id: Annotated[str, Field(description="The session to report on.")],
         output_path: Annotated[str, Field(description="Where to write the PDF, e.g. ~/Documents/audit.pdf.")],

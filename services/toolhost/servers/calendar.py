@@ -439,7 +439,15 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
             note=note,
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=False,
+            idempotent=False,
+            preview="Add “{title}” to the calendar[ {calendar}], {start} to {end}",
+        ),
+    )
     def create_event(
         title: Annotated[str, Field(description="What the event is, e.g. 'Dentist' or 'Team meeting'.")],
         start: Annotated[
@@ -538,7 +546,15 @@ def build_server(settings: ToolHostSettings, hours: CalendarSettings | None = No
             note=note,
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=False,
+            idempotent=False,
+            preview="Block {duration_minutes} minutes on {date} for “{title}”",
+        ),
+    )
     def create_time_block(
         title: Annotated[str, Field(description="What the block is for, e.g. 'Write report'.")],
         date: Annotated[str, Field(description="The day, ISO 8601, e.g. 2024-05-03, or 'today' / 'tomorrow'.")],

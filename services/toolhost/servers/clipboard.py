@@ -134,7 +134,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         truncated = len(text) > MAX_CONTENT_CHARS
         return ClipboardContent(content=text[:MAX_CONTENT_CHARS], type="text", truncated=truncated)
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False, undoable=False, idempotent=True, preview="Replace the clipboard with {content}"
+        ),
+    )
     def set_clipboard(
         content: Annotated[
             str, Field(description="The exact text to copy to the clipboard, ready for the user to paste.")

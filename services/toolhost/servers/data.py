@@ -172,7 +172,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
     )
 
     # May replace an existing file; its old content is kept in the trash, and the undo puts it back.
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=True,
+            preview="Write the records to the CSV file {output_path}",
+            overwrites=("output_path",),
+        ),
+    )
     def write_csv(
         data: Records,
         output_path: Annotated[str, Field(description="Absolute path of the CSV file to create or replace.")],
@@ -216,7 +225,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[_undo_write(target, trash_id)],
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False, undoable=True, idempotent=False, preview="Create the table {table} in {db_path}"
+        ),
+    )
     def write_sqlite(
         data: Records,
         table: Annotated[

@@ -332,7 +332,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         )
 
     # May replace an existing output_path (kept in the trash first); a second call without one writes a new file.
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=False,
+            preview="Convert {path} to {target_format}[, saved as {output_path}]",
+            overwrites=("output_path",),
+        ),
+    )
     def convert_format(
         path: Annotated[str, Field(description="Path of the document to convert.")],
         target_format: Annotated[
@@ -464,7 +473,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             truncated=truncated,
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=True,
+            preview="Create the PDF {output_path}",
+            overwrites=("output_path",),
+        ),
+    )
     def create_pdf(
         content: Annotated[
             str,
@@ -509,7 +527,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             **written.model_dump(), pages=pages, template=str(background) if background is not None else None
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=True,
+            preview="Fill in the form {path} and save it as {output_path}",
+            overwrites=("output_path",),
+        ),
+    )
     def fill_pdf_form(
         path: Annotated[str, Field(description="Path of the PDF form to fill in.")],
         fields: Annotated[
@@ -570,7 +597,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         written = save(target, buffer.getvalue(), reason="overwritten by fill_pdf_form")
         return FilledForm(**written.model_dump(), fields_filled=len(filled), filled=filled, empty_fields=empty)
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=True,
+            preview="Merge {paths} into {output_path}",
+            overwrites=("output_path",),
+        ),
+    )
     def merge_pdfs(
         paths: Annotated[list[str], Field(description="Paths of the PDFs to join, in the order they should appear.")],
         output_path: Annotated[str, Field(description="Path of the merged PDF to write, ending in .pdf.")],
@@ -610,7 +646,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             pages_per_source=counts,
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=True,
+            preview="Create the Word document {output_path}",
+            overwrites=("output_path",),
+        ),
+    )
     def create_docx(
         content: Annotated[
             str,

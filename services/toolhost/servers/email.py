@@ -667,7 +667,15 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             )
         return MailArchive(root)
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=False,
+            idempotent=False,
+            preview="Draft an email to {to}[ (cc {cc})]: “{subject}” (not sent)",
+        ),
+    )
     def draft_email(
         to: Annotated[list[str], Field(description="Recipient addresses, e.g. ['ana@example.com'].")],
         subject: Annotated[str, Field(description="The subject line.")],
@@ -831,7 +839,17 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             messages=[_summary(m, threads[m.message_id]) for m in members],
         )
 
-    @tool(server, Effects.changes(destructive=True, undoable=False, idempotent=False, open_world=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=True,
+            undoable=False,
+            idempotent=False,
+            open_world=True,
+            preview="Send the email draft {draft_id} (a sent email cannot be taken back)",
+            target="draft_id",
+        ),
+    )
     def send_draft(
         draft_id: Annotated[str, Field(description="The draft to send, like draft-3, from email.draft_email.")],
     ) -> SendResult:

@@ -236,7 +236,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             raise _not_text(file, "it holds binary data", try_latin1=False)
         return FileContent(path=str(file), content=text, size=size, encoding=encoding)
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False, undoable=True, idempotent=True, preview="Write {path}", overwrites=("path",)
+        ),
+    )
     def write_file(
         path: Annotated[str, Field(description="Absolute path of the file to create or replace.")],
         content: Annotated[str, Field(description="The complete text to put in the file.")],
@@ -283,7 +288,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[undo],
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(destructive=False, undoable=True, idempotent=False, preview="Move {source} → {destination}"),
+    )
     def move_file(
         source: Annotated[str, Field(description="Absolute path of the file or folder to move.")],
         destination: Annotated[str, Field(description="Absolute new path, or an existing folder to move it into.")],
@@ -322,7 +330,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[UndoAction(kind="move_back", path=str(dst), original_path=str(src))],
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(destructive=False, undoable=True, idempotent=False, preview="Copy {source} → {destination}"),
+    )
     def copy_file(
         source: Annotated[str, Field(description="Absolute path of the file to copy.")],
         destination: Annotated[str, Field(description="Absolute path of the new copy, or a folder to copy it into.")],
@@ -347,7 +358,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[UndoAction(kind="remove_created", path=str(dst), sha256=sha256_of(dst))],
         )
 
-    @tool(server, Effects.changes(destructive=True, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=True,
+            undoable=True,
+            idempotent=False,
+            preview="Delete {path} (goes to the trash, can be undone)",
+            target="path",
+        ),
+    )
     def delete_file(
         path: Annotated[str, Field(description="Absolute path of the file to delete.")],
     ) -> DeleteResult:
@@ -423,7 +443,15 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             mime_type=mimetypes.guess_type(target.name)[0],
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=False,
+            idempotent=False,
+            preview="Watch {path} for changes[ to {patterns}], reported as {callback_id}",
+        ),
+    )
     def watch_folder(
         path: Annotated[str, Field(description="Absolute path of the folder to watch; its subfolders are included.")],
         callback_id: Annotated[

@@ -45,6 +45,9 @@ from services.toolhost.servers import (
     META_CONFIRMATION_REQUIRED,
     META_CORRECTION,
     META_DESTRUCTIVE,
+    META_OVERWRITES,
+    META_PREVIEW,
+    META_TARGET,
     META_UNDO_SUPPORTED,
 )
 from services.toolhost.settings import ToolHostSettings
@@ -99,6 +102,12 @@ class Effects:
         this against the result type at registration and against every result at call time.
       - `idempotent`: the same call again changes nothing more.
       - `open_world`: the call reaches beyond this machine's files (starts programs, sends mail).
+      - `preview`: what the call does, as a template over its arguments ("Move {source} → {destination}"),
+        shown to the person before it runs (`switchboard.preview` renders it).
+      - `target`: the parameter naming what the call acts on, which a typed confirmation must match.
+      - `overwrites`: the parameters naming a file the call replaces when it is already there (the old
+        one is kept in the trash); such a call is confirmed like a destructive one. `"path-.enc"` means
+        the value of `path` without its `.enc` ending.
     """
 
     read_only: bool
@@ -106,6 +115,9 @@ class Effects:
     undoable: bool
     idempotent: bool
     open_world: bool
+    preview: str = ""
+    target: str = ""
+    overwrites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.read_only and (self.destructive or self.undoable):
@@ -117,10 +129,29 @@ class Effects:
         return cls(read_only=True, destructive=False, undoable=False, idempotent=True, open_world=False)
 
     @classmethod
-    def changes(cls, *, destructive: bool, undoable: bool, idempotent: bool, open_world: bool = False) -> Effects:
-        """A tool that changes something of the person's."""
+    def changes(
+        cls,
+        *,
+        destructive: bool,
+        undoable: bool,
+        idempotent: bool,
+        preview: str,
+        target: str = "",
+        overwrites: tuple[str, ...] = (),
+        open_world: bool = False,
+    ) -> Effects:
+        """A tool that changes something of the person's, and what to show the person before it does."""
+        if destructive and not target:
+            raise ValueError("a destructive tool names the parameter a typed confirmation must match")
         return cls(
-            read_only=False, destructive=destructive, undoable=undoable, idempotent=idempotent, open_world=open_world
+            read_only=False,
+            destructive=destructive,
+            undoable=undoable,
+            idempotent=idempotent,
+            open_world=open_world,
+            preview=preview,
+            target=target,
+            overwrites=overwrites,
         )
 
     @property
@@ -136,13 +167,20 @@ class Effects:
             open_world_hint=self.open_world,
         )
 
-    def meta(self) -> dict[str, bool]:
-        """Switchboard's flags for the tool's `_meta`, false ones included."""
-        return {
+    def meta(self) -> dict[str, Any]:
+        """Switchboard's flags for the tool's `_meta`, false ones included, and its preview."""
+        meta: dict[str, Any] = {
             META_CONFIRMATION_REQUIRED: self.confirmation_required,
             META_UNDO_SUPPORTED: self.undoable,
             META_DESTRUCTIVE: self.destructive,
         }
+        if self.preview:
+            meta[META_PREVIEW] = self.preview
+        if self.target:
+            meta[META_TARGET] = self.target
+        if self.overwrites:
+            meta[META_OVERWRITES] = list(self.overwrites)
+        return meta
 
 
 @dataclass(frozen=True)

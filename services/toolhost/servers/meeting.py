@@ -693,7 +693,16 @@ def build_server(settings: ToolHostSettings, meeting: MeetingSettings | None = N
             source=str(source) if source else "text",
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=True,
+            preview="Write meeting minutes[ to {output_path}]",
+            overwrites=("output_path",),
+        ),
+    )
     def generate_minutes(
         transcript: Annotated[
             str, Field(description="The meeting transcript text, or the path of a transcript file (.txt, .md, .vtt).")

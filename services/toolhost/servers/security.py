@@ -839,7 +839,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         )
         return CleanupProposal(actions=actions, reclaimable_bytes=reclaimable, note=note)
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=False,
+            preview="Encrypt {path}[ into {output_path}] (the original stays)",
+            overwrites=("output_path", "path+.enc"),
+        ),
+    )
     def encrypt_file(
         path: Annotated[str, Field(description="The file to encrypt; it is left as it is.")],
         output_path: Annotated[
@@ -905,7 +914,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             undo=[_undo_for(target, trash_id)],
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=False,
+            preview="Decrypt {path}[ into {output_path}]",
+            overwrites=("output_path", "path-.enc"),
+        ),
+    )
     def decrypt_file(
         path: Annotated[str, Field(description="The .enc file made by security.encrypt_file.")],
         output_path: Annotated[

@@ -192,7 +192,16 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             filter=filter,
         )
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False, open_world=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=False,
+            idempotent=False,
+            open_world=True,
+            preview="Start the application {app_name}",
+        ),
+    )
     def open_application(
         app_name: Annotated[
             str,
@@ -218,7 +227,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             raise ToolError(f"Cannot open {app_name!r}: " + "; and ".join(problems) + ".", correction=not_installed)
         return _launch(command, display)
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False, open_world=True))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False, undoable=False, idempotent=False, open_world=True, preview="Open {path}[ with {app}]"
+        ),
+    )
     def open_file_with(
         path: Annotated[str, Field(description="Absolute path of the file (or folder) to open.")],
         app: Annotated[
@@ -255,7 +269,15 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             raise ToolError(f"Cannot open {target}: " + "; and ".join(problems) + ".", correction=no_program)
         return _launch([*command, str(target)], display)
 
-    @tool(server, Effects.changes(destructive=False, undoable=True, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False,
+            undoable=True,
+            idempotent=False,
+            preview="Screenshot[ of region {region}], kept as a PNG file under Screenshots",
+        ),
+    )
     def take_screenshot(
         region: Annotated[
             dict[str, Any] | None,

@@ -250,7 +250,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         instructions="A local to-do list: tasks with priority 1 (urgent) to 5 (someday) and optional due dates.",
     )
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=False))
+    @tool(
+        server,
+        Effects.changes(
+            destructive=False, undoable=False, idempotent=False, preview="Add the task “{title}”[, due {due_date}]"
+        ),
+    )
     def create_task(
         title: Annotated[str, Field(description="What has to be done, short, e.g. 'Send the invoice to ACME'.")],
         description: Annotated[str | None, Field(description="More detail about the task.")] = None,
@@ -318,7 +323,10 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         found = store.select(" AND ".join(clauses) or "1", tuple(args))
         return TaskList(tasks=found[:limit], total=len(found), truncated=len(found) > limit)
 
-    @tool(server, Effects.changes(destructive=False, undoable=False, idempotent=True))
+    @tool(
+        server,
+        Effects.changes(destructive=False, undoable=False, idempotent=True, preview="Change task {task_id}: {updates}"),
+    )
     def update_task(
         task_id: Annotated[int, Field(description="The task's id, as shown by task.list_tasks.")],
         updates: Annotated[
