@@ -46,6 +46,8 @@ async def main(settings: FilterSettings) -> None:
         settings.filter_min_similarity,
         settings.filter_dense_weight,
         vectors,
+        settings.filter_caller_tools_cached,
+        settings.filter_caller_min_similarity,
     )
 
     async def refresh() -> None:

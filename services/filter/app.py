@@ -12,14 +12,18 @@ import numpy as np
 import yaml
 
 from services.filter.core import (
+    CALLER_NO_FIT_SIMILARITY,
+    CALLER_TOOLS_CACHED,
     DENSE_WEIGHT,
     Assessment,
+    EmbeddingCache,
     Encoder,
     Ranked,
     ToolEntry,
     ToolIndex,
     catalogue_digest,
     dense_text,
+    embed_query,
     no_tool_fits,
 )
 from switchboard.errors import ConfigurationError, UpstreamUnavailable
@@ -35,6 +39,12 @@ def entries(tools: Sequence[pb.ToolInfo]) -> list[ToolEntry]:
     return [
         ToolEntry(t.name, t.server, t.description, t.input_schema_json or "{}", t.confirmation_required) for t in tools
     ]
+
+
+def caller_entries(tools: Sequence[pb.Candidate]) -> list[ToolEntry]:
+    """A caller's tools (name, description, input schema) as the index knows a tool. They belong to no
+    server of ours, and whether they change anything is not known, so none is marked as changing."""
+    return [ToolEntry(t.tool, t.server, t.description, t.input_schema_json or "{}") for t in tools]
 
 
 def candidates(ranked: list[Ranked]) -> list[pb.Candidate]:
@@ -106,6 +116,8 @@ class ToolFilter:
         min_similarity: float = -1.0,
         dense_weight: float = DENSE_WEIGHT,
         known_vectors: dict[str, np.ndarray] | None = None,
+        caller_tools_cached: int = CALLER_TOOLS_CACHED,
+        caller_min_similarity: float = CALLER_NO_FIT_SIMILARITY,
     ) -> None:
         self.encode = encode
         self.toolhost = toolhost
@@ -115,6 +127,8 @@ class ToolFilter:
         self.dense_weight = dense_weight
         self.known_vectors = known_vectors or {}
         self.index: ToolIndex | None = None
+        self.caller_vectors = EmbeddingCache(caller_tools_cached)
+        self.caller_min_similarity = caller_min_similarity
 
     def _build(self, tools: list[ToolEntry]) -> ToolIndex:
         return ToolIndex(self.encode, tools, self.examples, self.dense_weight, known_vectors=self.known_vectors)
@@ -148,7 +162,31 @@ class ToolFilter:
         if self.index is None:
             raise UpstreamUnavailable("the tool index is not built yet")
         assessment = await asyncio.to_thread(self.index.assess, text, k or self.k)
-        if no_tool_fits(assessment.ranked, self.min_similarity):
+        return self._unless_nothing_fits(assessment, self.min_similarity)
+
+    async def assess_tools(self, text: str, tools: Sequence[ToolEntry], k: int | None = None) -> Assessment:
+        """As `assess`, over `tools` (a caller's own) instead of the catalogue: the same encoder and
+        the same fused score. The tools carry no example requests, so only their names and
+        descriptions are compared with the words, and "no tool fits" has a threshold of its own,
+        `caller_min_similarity` (see `CALLER_NO_FIT_SIMILARITY`). Their embeddings are cached by name
+        and description. The change intent is the catalogue's probe on the words (0 before the
+        catalogue's index is built): it reads the request, whatever tools it is ranked against."""
+
+        def assess() -> Assessment:
+            query = embed_query(self.encode, text)
+            known = self.caller_vectors.vectors(self.encode, tools)
+            index = ToolIndex(self.encode, tools, dense_weight=self.dense_weight, known_vectors=known)
+            ranked = index.assess(text, k or self.k, query).ranked
+            catalogue = self.index
+            return Assessment(ranked, catalogue.change_probe(query) if catalogue is not None else 0.0)
+
+        return self._unless_nothing_fits(await asyncio.to_thread(assess), self.caller_min_similarity)
+
+    def _unless_nothing_fits(self, assessment: Assessment, min_similarity: float) -> Assessment:
+        """`assessment`, or no candidates when not one is closer to the words than `min_similarity`
+        ("no tool fits": the router then asks what the person wants instead of calling something
+        unrelated)."""
+        if no_tool_fits(assessment.ranked, min_similarity):
             FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_NO_TOOL_FITS)).inc()
             STEP_OUTCOMES.labels(stage=STAGE, outcome="no_tool_fits").inc()
             return Assessment([], assessment.change_intent)

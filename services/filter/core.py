@@ -18,7 +18,8 @@ import hashlib
 import json
 import math
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,17 @@ Encoder = Callable[[list[str]], np.ndarray]
 
 # Set on the dev halves with the trained encoder (docs/benchmarks.md); 0.65 suited the base encoder.
 DENSE_WEIGHT = 0.8
+# How many embeddings of callers' own tools are kept (see `EmbeddingCache`).
+CALLER_TOOLS_CACHED = 4096
+# "No tool fits" for a caller's own tools (the OpenAI-compatible endpoint's), with the trained encoder.
+# The catalogue's threshold (0.50) does not carry over: the encoder was trained to pull requests
+# towards the catalogue's tools, and a catalogue tool is matched through its example requests too,
+# while a caller's tool has only its name and description. Measured by hand on ten tools from other
+# domains (weather, invoices, flights, stock prices, chat messages …) and twenty requests: fitting
+# requests scored 0.21-0.60 against their tool, unrelated ones (jokes, recipes, greetings) 0.05-0.29.
+# 0.20 keeps every fitting request and turns most unrelated ones away, fewer the more tools a
+# caller sends; the two overlap, so this is a floor, not a fine judge. Another encoder needs its own.
+CALLER_NO_FIT_SIMILARITY = 0.20
 SERVER_FIRST = 1  # how many of the most likely servers contribute all their tools to the candidates
 PROBE_LEARNING_RATE = 2.0
 PROBE_L2 = 1e-3
@@ -169,7 +181,7 @@ class ToolIndex:
 
     def scores(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fused, dense and lexical scores of every tool for `text`."""
-        return self._scores(text, _normalise(self.encode([dense_text(text)]))[0])
+        return self._scores(text, embed_query(self.encode, text))
 
     def _scores(self, text: str, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         similarities = self.matrix @ query
@@ -185,14 +197,66 @@ class ToolIndex:
         """The `k` candidates for `text`, best first, server-first."""
         return self.assess(text, k).ranked
 
-    def assess(self, text: str, k: int) -> Assessment:
-        """The `k` candidates for `text` (best first, server-first) and its change intent."""
-        query = _normalise(self.encode([dense_text(text)]))[0]
+    def assess(self, text: str, k: int, query: np.ndarray | None = None) -> Assessment:
+        """The `k` candidates for `text` (best first, server-first) and its change intent. `query` is
+        the text's embedding when the caller already made it (`embed_query`)."""
+        if query is None:
+            query = embed_query(self.encode, text)
         fused, dense, lexical = self._scores(text, query)
         order = [int(i) for i in np.argsort(-fused, kind="stable")]
         chosen = server_first_order(order, [t.server for t in self.tools], k, self.server_first)
         ranked = [Ranked(self.tools[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in chosen]
         return Assessment(ranked, self.change_probe(query))
+
+
+def embed_query(encode: Encoder, text: str) -> np.ndarray:
+    """A request's embedding, as every index compares it with its tools."""
+    return _normalise(encode([dense_text(text)]))[0]
+
+
+def caller_tool_key(name: str, description: str) -> str:
+    """What a caller's tool is embedded from, hashed: the same name and description, sent again with
+    the next request, find their embedding in the cache."""
+    return hashlib.sha256(json.dumps([name, description]).encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """The embeddings of tools a caller sent (see `ToolFilter.assess_tools`), by `caller_tool_key`.
+
+    An agent harness sends the same tools with every request; embedding them again each time would
+    cost more than ranking them. The least recently used are forgotten beyond `size`, so callers
+    sending ever new tools cannot grow it without bound. Safe to use from several threads.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("the cache must hold at least one embedding")
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def vectors(self, encode: Encoder, tools: Sequence[ToolEntry]) -> dict[str, np.ndarray]:
+        """The embedding of each tool's document, keyed by the document as `dense_text` gives it (what
+        `ToolIndex` looks up in `known_vectors`); those not cached are encoded in one batch."""
+        documents = {caller_tool_key(t.name, t.description): dense_text(tool_document(t)) for t in tools}
+        with self._lock:
+            found = {key: self._vectors[key] for key in documents if key in self._vectors}
+            for key in found:
+                self._vectors.move_to_end(key)
+        missing = [key for key in documents if key not in found]
+        if missing:
+            fresh = _normalise(encode([documents[key] for key in missing]))
+            found.update(zip(missing, fresh, strict=True))
+            with self._lock:
+                for key in missing:
+                    self._vectors[key] = found[key]
+                    self._vectors.move_to_end(key)
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return {documents[key]: vector for key, vector in found.items()}
 
 
 def fit_change_probe(vectors: np.ndarray, changes: np.ndarray, steps: int = 300) -> Callable[[np.ndarray], float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.filter.core import DENSE_WEIGHT
+from services.filter.core import CALLER_NO_FIT_SIMILARITY, CALLER_TOOLS_CACHED, DENSE_WEIGHT
 from switchboard.settings import PROJECT_ROOT, CommonSettings
 
 # Where `make train` puts the encoder fine-tuned for routing (services/filter/train.py).
@@ -34,6 +34,19 @@ class FilterSettings(CommonSettings):
         ge=-1.0,
         le=1.0,
         description="Below this cosine similarity to every tool, no tool fits and the step asks back.",
+    )
+    filter_caller_min_similarity: float = Field(
+        CALLER_NO_FIT_SIMILARITY,
+        ge=-1.0,
+        le=1.0,
+        description="As filter_min_similarity, for tools a caller sends (the OpenAI-compatible endpoint): "
+        "they have no example requests, so they are matched on their descriptions alone.",
+    )
+    filter_caller_tools_cached: int = Field(
+        CALLER_TOOLS_CACHED,
+        ge=1,
+        description="Embeddings of callers' own tools kept (the OpenAI-compatible endpoint sends them); "
+        "the least recently used go first.",
     )
     filter_refresh_seconds: float = Field(30.0, gt=0, description="How often the catalogue is checked for changes.")
     filter_threads: int = Field(

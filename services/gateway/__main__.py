@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from services.gateway.app import Gateway
 from services.gateway.http import build_app
 from services.gateway.limits import DEFAULT_MAX_BUCKETS, GrpcLimits, TokenBuckets
+from services.gateway.openai_compat import GrpcToolRanking, build_openai_router
 from services.gateway.server import GatewayServicer
 from services.gateway.settings import GatewaySettings
 from switchboard import service
@@ -42,11 +43,13 @@ async def main(settings: GatewaySettings) -> None:
         settings.runs_kept,
         settings.confirmation_deadline_seconds,
     )
+    ranking = GrpcToolRanking(settings.filter_addr, settings.router_addr, runtime.internal_key)
     # One rate per token across both doors: HTTP requests and gRPC calls spend from the same buckets.
     buckets = TokenBuckets(settings.rate_per_minute, DEFAULT_MAX_BUCKETS)
     app = build_app(
         gateway,
         token,
+        routers=[build_openai_router(gateway, ranking, token)],
         buckets=buckets,
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
