@@ -29,9 +29,10 @@ help:  ## list the targets
 
 # Debian packages the tools use: Redis for the streams, Tesseract for OCR, Poppler to rasterise PDFs,
 # eSpeak NG and SoX to make test speech, Xvfb and xclip for the clipboard on a virtual display, DejaVu
-# fonts for PDFs with text beyond Latin-1.
-DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip fonts-dejavu-core
-DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip
+# fonts for PDFs with text beyond Latin-1, Chromium for the web page's browser test (Playwright drives
+# Debian's build; it never downloads a browser of its own).
+DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip fonts-dejavu-core chromium
+DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip chromium
 DEBIAN_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 setup: $(INSTALLED) $(STUBS) $(LLM) system-packages train  ## virtual environment, dependencies, stubs, models, Debian packages, the trained encoder
@@ -109,7 +110,8 @@ lock: $(VENV)/bin/python  ## re-resolve the dependencies and rewrite requirement
 	$(PIP) install -e '.[dev]'
 	# The llama.cpp wheel is built on each machine, so its hash differs per build: pin the version only.
 	$(PIP) freeze --all --exclude-editable | grep -v -e '^-e ' -e '^pip==' \
-		| sed 's|^llama_cpp_python @ file://.*|llama-cpp-python==$(LLAMA_VERSION)|' > requirements.lock
+		| sed -e 's|^llama_cpp_python @ file://.*|llama-cpp-python==$(LLAMA_VERSION)|' \
+		-e 's|^llama_cpp_python==|llama-cpp-python==|' > requirements.lock
 
 clean:  ## remove generated stubs (the venv and models stay)
 	rm -f switchboard/v1/*_pb2*.py switchboard/v1/*_pb2*.pyi

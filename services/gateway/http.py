@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from services.gateway.app import (
@@ -30,6 +32,8 @@ from services.gateway.limits import (
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 class SubmitBody(BaseModel):
@@ -163,6 +167,13 @@ def build_app(
     async def audit(session_id: str = "", run_id: str = "", limit: int = 50) -> dict:
         entries = await gateway.audit(session_id, run_id, limit)
         return {"entries": [audit_to_dict(entry) for entry in entries]}
+
+    # The page and its files carry no data, so they need no token; the page asks for it.
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     for router in routers:
         app.include_router(router)
