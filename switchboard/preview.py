@@ -33,6 +33,7 @@ VALUE_CHARS = 80
 
 _OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
 _FIELD = re.compile(r"\{(\w+)\}")
+_ADDRESS = re.compile(r".*<([^<>@\s]+@[^<>\s]+)>")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,12 @@ def overwrite_rule(rule: str) -> tuple[str, str, str]:
 
 
 def target_name(value: Any) -> str:
-    """What a person types to confirm an action on `value`: a path's file name, anything else as shown."""
+    """What a person types to confirm an action on `value`: a path's file name, the first of several
+    (the first recipient), anything else as shown."""
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, str) and (address := _ADDRESS.fullmatch(value.strip())):
+        return address.group(1)  # "Ana Lima <ana@example.org>": the address
     if isinstance(value, str) and ("/" in value or "\\" in value):
         return PurePath(value.rstrip("/")).name or value
     return shown(value) if value is not None else ""
@@ -124,7 +130,8 @@ def preview(
     if declared.read_only:
         return pb.Preview(text=text, tier=pb.CONFIRM_TIER_RUN)
     if declared.destructive:
-        return pb.Preview(text=text, tier=pb.CONFIRM_TIER_TYPED, target=target_name(arguments.get(declared.target)))
+        named = next((arguments[n] for n in declared.target.split("|") if arguments.get(n) not in (None, "", [])), None)
+        return pb.Preview(text=text, tier=pb.CONFIRM_TIER_TYPED, target=target_name(named))
     replaced = next((path for path in replaced_path(declared.overwrites, arguments) if exists(path)), None)
     if replaced is not None:
         fields = set(_FIELD.findall(declared.template))

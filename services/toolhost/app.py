@@ -36,7 +36,7 @@ from switchboard.approvals import UNDO, ApprovalRefused, Refusal, consume, refus
 from switchboard.confirmation import PolicyFile
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, SwitchboardError, UpstreamUnavailable
-from switchboard.preview import preview
+from switchboard.preview import preview, render
 from switchboard.runs import store_large
 from switchboard.streams import Emit, Forget, emit
 from switchboard.telemetry import APPROVAL_REFUSALS, FAILURE_MODES, STEP_OUTCOMES, failure_mode, timed
@@ -182,13 +182,26 @@ class ToolHost:
         ).inc()
         return result
 
-    def preview(self, tool: str, arguments_json: str) -> pb.Preview:
+    async def preview(self, tool: str, arguments_json: str) -> pb.Preview:
         """What the call would do and the tier it is confirmed at (`refused` says why a path it names
-        may not be touched at all)."""
+        may not be touched at all). A tool that names a resource to preview from (a draft's envelope
+        for sending it) has that resource read, so the preview says what the arguments stand for."""
         spec = core.resolve_tool(tool, self.tools())
-        return self.preview_of(spec, core.parse_arguments(arguments_json))
+        arguments = core.parse_arguments(arguments_json)
+        known: dict[str, Any] = {}
+        if spec.preview_from:
+            uri = render(spec.preview_from, arguments)
+            try:
+                known = await self.servers[spec.server].read_json(uri, self.call_timeout)
+            except UpstreamUnavailable as exc:
+                log.info("preview of %s without %s: %s", spec.name, uri, exc)
+        return self.preview_of(spec, arguments, known)
 
-    def preview_of(self, spec: core.ToolSpec, arguments: dict[str, Any]) -> pb.Preview:
+    def preview_of(
+        self, spec: core.ToolSpec, arguments: dict[str, Any], known: dict[str, Any] | None = None
+    ) -> pb.Preview:
+        """The preview of a call; `known` are values the call's arguments stand for (a resource's
+        fields), shown where the arguments do not give them. The tier never depends on them."""
         refused = ""
         for raw in core.path_arguments(arguments):
             try:
@@ -196,7 +209,10 @@ class ToolHost:
             except InvalidRequest as exc:
                 refused = str(exc)
                 break
-        shown = preview(spec.name, spec.declared(), arguments, self._is_file)
+        declared = spec.declared()
+        shown = preview(spec.name, declared, {**(known or {}), **arguments}, self._is_file)
+        if known:  # the tier from the call's own arguments only
+            shown.tier = preview(spec.name, declared, arguments, self._is_file).tier
         shown.tier = self.policy.tier(spec.name, shown.tier)
         shown.refused = refused
         return shown

@@ -18,6 +18,7 @@ from services.toolhost.servers import (
     META_DESTRUCTIVE,
     META_OVERWRITES,
     META_PREVIEW,
+    META_PREVIEW_FROM,
     META_TARGET,
     META_UNDO_SUPPORTED,
 )
@@ -66,6 +67,7 @@ class ToolSpec:
     preview: str = ""
     target: str = ""
     overwrites: tuple[str, ...] = ()
+    preview_from: str = ""
 
     @property
     def short_name(self) -> str:
@@ -111,6 +113,7 @@ def spec_from_mcp(
         preview=_text(meta, META_PREVIEW),
         target=_text(meta, META_TARGET),
         overwrites=tuple(v for v in meta.get(META_OVERWRITES) or () if isinstance(v, str)),
+        preview_from=_text(meta, META_PREVIEW_FROM),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, Tool
 
 from services.toolhost.core import ToolSpec, spec_from_mcp
@@ -157,6 +158,21 @@ class McpServer:
     async def _list(self, session: ClientSession) -> list[ToolSpec]:
         listed = await session.list_tools()
         return [spec_from_listed(self.name, tool) for tool in listed.tools]
+
+    async def read_json(self, uri: str, timeout: float) -> dict[str, Any]:
+        """The JSON object a resource of this server holds; `UpstreamUnavailable` when it cannot be read."""
+        session = self.session
+        if session is None:
+            raise UpstreamUnavailable(f"MCP server {self.name} is not running")
+        try:
+            result = await asyncio.wait_for(session.read_resource(uri), timeout)
+            text = "".join(getattr(block, "text", "") for block in getattr(result, "contents", []))
+            value = json.loads(text)
+        except (TimeoutError, MCPError, ValueError) as exc:
+            raise UpstreamUnavailable(f"{self.name} could not read {uri}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise UpstreamUnavailable(f"{self.name}'s {uri} is not a JSON object")
+        return value
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:
         """Call `tool` (its unprefixed name); returns the structured result or raises `ToolCallFailed`."""

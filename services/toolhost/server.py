@@ -40,7 +40,7 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
 
     async def PreviewCall(self, request: pb.PreviewRequest, context: grpc.aio.ServicerContext) -> pb.Preview:
         try:
-            return self.host.preview(request.tool, request.arguments_json)
+            return await self.host.preview(request.tool, request.arguments_json)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             raise

@@ -73,3 +73,11 @@ def test_a_read_runs_and_an_undeclared_tool_asks_with_everything_shown() -> None
     assert preview("filesystem.list_dir", LIST, {"path": "/d"}, nothing_exists).tier == pb.CONFIRM_TIER_RUN
     unknown = preview("other.frobnicate", None, {"level": 3}, nothing_exists)
     assert (unknown.text, unknown.tier) == ("Run other.frobnicate with level=3", pb.CONFIRM_TIER_CONFIRM)
+
+
+def test_a_typed_target_is_the_first_given_of_its_alternatives_and_an_address_is_typed_bare() -> None:
+    send = Declared(read_only=False, destructive=True, template="Send to {to}", target="to|draft_id")
+    by_envelope = preview("email.send_draft", send, {"draft_id": "draft-2", "to": ["Ana <ana@x.org>"]}, nothing_exists)
+    assert by_envelope.target == "ana@x.org"
+    assert typed_matches(by_envelope, "ana@x.org") and not typed_matches(by_envelope, "Ana")
+    assert preview("email.send_draft", send, {"draft_id": "draft-2"}, nothing_exists).target == "draft-2"

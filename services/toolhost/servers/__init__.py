@@ -23,3 +23,6 @@ META_CORRECTION = "switchboard/correction"
 META_PREVIEW = "switchboard/preview"
 META_TARGET = "switchboard/target"
 META_OVERWRITES = "switchboard/overwrites"
+# A resource of the tool's server (a URI template over the arguments) whose JSON fields a preview may
+# name: what a draft id stands for, say.
+META_PREVIEW_FROM = "switchboard/preview_from"

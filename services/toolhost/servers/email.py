@@ -641,6 +641,10 @@ def _deliver(config: EmailSettings, msg: EmailMessage, recipients: list[str]) ->
     return sorted(refused)
 
 
+# A draft's envelope as a resource: what `send_draft`'s preview shows (see `kit.Effects.preview_from`).
+DRAFT_RESOURCE = "draft://{draft_id}"
+
+
 def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) -> MCPServer:
     """The email server: drafts in `<state_dir>/email.db`, mail read from `mail.mailbox`."""
     config = mail if mail is not None else EmailSettings()
@@ -722,6 +726,19 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             preview=_preview(row),
             note=f"Saved as a draft; nothing was sent. email.send_draft with draft_id {_draft_key(draft_id)} sends it.",
         )
+
+    @server.resource(
+        DRAFT_RESOURCE,
+        name="draft",
+        description="One saved draft's recipients and subject, as JSON (what a preview of sending it shows).",
+        mime_type="application/json",
+    )
+    def draft_envelope(draft_id: str) -> str:
+        row = drafts.get(_parse_draft_id(draft_id))
+        if row is None:
+            raise ToolError(f"There is no draft {draft_id}; email.list_drafts shows the drafts there are.")
+        draft = _to_draft(row)
+        return json.dumps({"to": draft.to, "cc": draft.cc, "subject": draft.subject, "status": draft.status})
 
     @tool(server, Effects.reads())
     def list_drafts(
@@ -846,8 +863,9 @@ def build_server(settings: ToolHostSettings, mail: EmailSettings | None = None) 
             undoable=False,
             idempotent=False,
             open_world=True,
-            preview="Send the email draft {draft_id} (a sent email cannot be taken back)",
-            target="draft_id",
+            preview="Send the email to {to}: “{subject}” (a sent email cannot be taken back)",
+            target="to|draft_id",
+            preview_from=DRAFT_RESOURCE,
         ),
     )
     def send_draft(

@@ -47,6 +47,7 @@ from services.toolhost.servers import (
     META_DESTRUCTIVE,
     META_OVERWRITES,
     META_PREVIEW,
+    META_PREVIEW_FROM,
     META_TARGET,
     META_UNDO_SUPPORTED,
 )
@@ -104,7 +105,10 @@ class Effects:
       - `open_world`: the call reaches beyond this machine's files (starts programs, sends mail).
       - `preview`: what the call does, as a template over its arguments ("Move {source} → {destination}"),
         shown to the person before it runs (`switchboard.preview` renders it).
-      - `target`: the parameter naming what the call acts on, which a typed confirmation must match.
+      - `target`: the parameter naming what the call acts on, which a typed confirmation must match;
+        `to|draft_id` takes the first of them that has a value.
+      - `preview_from`: a resource of the tool's server, as a URI template over the arguments, whose JSON
+        fields the preview may name too ("Send the email to {to}" for a draft named only by its id).
       - `overwrites`: the parameters naming a file the call replaces when it is already there (the old
         one is kept in the trash); such a call is confirmed like a destructive one. `"path-.enc"` means
         the value of `path` without its `.enc` ending.
@@ -118,6 +122,7 @@ class Effects:
     preview: str = ""
     target: str = ""
     overwrites: tuple[str, ...] = ()
+    preview_from: str = ""
 
     def __post_init__(self) -> None:
         if self.read_only and (self.destructive or self.undoable):
@@ -138,6 +143,7 @@ class Effects:
         preview: str,
         target: str = "",
         overwrites: tuple[str, ...] = (),
+        preview_from: str = "",
         open_world: bool = False,
     ) -> Effects:
         """A tool that changes something of the person's, and what to show the person before it does."""
@@ -152,6 +158,7 @@ class Effects:
             preview=preview,
             target=target,
             overwrites=overwrites,
+            preview_from=preview_from,
         )
 
     @property
@@ -180,6 +187,8 @@ class Effects:
             meta[META_TARGET] = self.target
         if self.overwrites:
             meta[META_OVERWRITES] = list(self.overwrites)
+        if self.preview_from:
+            meta[META_PREVIEW_FROM] = self.preview_from
         return meta
 
 
