@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 32
-DEFAULT_RATE_PER_MINUTE = 600
+DEFAULT_RATE_PER_MINUTE = 6000
 DEFAULT_MAX_BUCKETS = 1024
 
 API_PREFIX = "/v1/"
@@ -244,7 +244,7 @@ class RequestLimits:
     - `token`: the bearer token the API accepts, or several; the rate is kept per token.
     - `max_body_bytes`: the largest body accepted, in bytes (1 MiB).
     - `max_json_depth`: how deep arrays and objects may nest in a JSON body (32).
-    - `rate_per_minute`: requests a minute for one token, also the largest burst (600).
+    - `rate_per_minute`: requests a minute for one token, also the largest burst (6000).
     - `max_buckets`: how many tokens' rates are kept at once (1024).
     - `clock`: seconds from any fixed point, `time.monotonic` unless a test steers time.
     - `openai_paths`: routes whose errors take OpenAI's shape, for OpenAI clients.

@@ -100,7 +100,7 @@ def client_for(app: Any) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def client(received: list[bytes], clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(RequestLimits(small_app(received), token=TOKEN, clock=clock)) as http:
+    async with client_for(RequestLimits(small_app(received), token=TOKEN, rate_per_minute=600, clock=clock)) as http:
         yield http
 
 
