@@ -34,6 +34,11 @@ from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class SubmitBody(BaseModel):
@@ -168,10 +173,11 @@ def build_app(
         entries = await gateway.audit(session_id, run_id, limit)
         return {"entries": [audit_to_dict(entry) for entry in entries]}
 
-    # The page and its files carry no data, so they need no token; the page asks for it.
+    # The page and its files carry no data, so they need no token; the page asks for it. It may load
+    # and talk to nothing but this gateway, and no other site may frame it.
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
+        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

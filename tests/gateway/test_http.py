@@ -123,3 +123,13 @@ async def test_json_inside_grpc_messages_is_held_to_the_same_depth(redis: aiored
     deep = json.dumps({"start": json.loads("[" * 40 + "]" * 40)})
     with pytest.raises(InvalidRequest, match="nest deeper than 32"):
         await gateway.fill(run.run_id, 1, deep)
+
+
+async def test_the_page_is_served_without_the_token_and_may_load_nothing_from_elsewhere(client) -> None:  # noqa: ANN001
+    http, *_ = client
+    page = await http.get("/", headers={"Authorization": ""})
+    assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert (await http.get("/static/app.js", headers={"Authorization": ""})).status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
