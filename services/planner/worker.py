@@ -479,6 +479,7 @@ class PlannerWorker:
             session_id=state.session_id,
             dry_run=state.dry_run,
             hops=list(record.hops),
+            candidates=list(record.candidates),  # what the filter ranked when the step was routed
         )
         routed = await self._confirming(state, Routed(call, record.server, record.rank_ms))
         lines = answer.settled_lines(state, self.planning.catalogue.mutating)

@@ -147,6 +147,7 @@ def test_filling_the_values_a_step_waits_for_takes_the_run_up_again(stack: Stack
     final = finished(stack, run["run_id"])
     assert final["status"] == "answered", final["answer"]
     assert final["steps"][0]["arguments"]["start"] == "2031-03-04T10:00:00"
+    assert final["steps"][0]["candidates"], "the filter's ranking is kept when the step is taken up again"
     assert [r["tool"] for r in audited(stack, run["run_id"])] == ["calendar.create_event"]
 
 
