@@ -79,14 +79,12 @@ def refusal_handler(
     return grpc.stream_stream_rpc_method_handler(refuse_stream, **shape)
 
 
-class BearerAuth(grpc.aio.ServerInterceptor):
-    """Refuses every call (but health checks) that does not present one of `secrets`."""
+class CallGate(grpc.aio.ServerInterceptor):
+    """A check on every call but health checks, by its method and the credential it presents:
+    `refuse` returns the handler that refuses the call, or None to let it through."""
 
-    def __init__(self, secrets: Sequence[str], who: str) -> None:
-        if not any(secrets):
-            raise ValueError("a server needs at least one credential to accept")
-        self.secrets = tuple(secrets)
-        self.why = f"{REFUSED}: {who}"
+    def refuse(self, method: str, given: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -98,8 +96,21 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         given = presented(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
+        return self.refuse(method, given, handler) or handler
+
+
+class BearerAuth(CallGate):
+    """Refuses every call (but health checks) that does not present one of `secrets`."""
+
+    def __init__(self, secrets: Sequence[str], who: str) -> None:
+        if not any(secrets):
+            raise ValueError("a server needs at least one credential to accept")
+        self.secrets = tuple(secrets)
+        self.why = f"{REFUSED}: {who}"
+
+    def refuse(self, method: str, given: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
         if accepted(given, self.secrets):
-            return handler
+            return None
         AUTH_REFUSALS.labels(method=method).inc()
         return refusal_handler(handler, self.why)
 

@@ -24,14 +24,14 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from switchboard.auth import OPEN_SERVICES, accepted, presented, refusal_handler
+from switchboard.auth import CallGate, accepted, refusal_handler
 from switchboard.errors import MalformedMessage
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ class RequestLimits:
                 return b"".join(chunks)
 
 
-class GrpcLimits(grpc.aio.ServerInterceptor):
+class GrpcLimits(CallGate):
     """The same rate limit on the gateway's gRPC API, spending from the buckets the HTTP API uses:
     over it, RESOURCE_EXHAUSTED with a `retry-after` (seconds) in the trailing metadata. It runs after
     authentication, so only an accepted token reaches the buckets; health checks are not counted."""
@@ -378,19 +378,10 @@ class GrpcLimits(grpc.aio.ServerInterceptor):
     def __init__(self, buckets: TokenBuckets) -> None:
         self.buckets = buckets
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or method.startswith(OPEN_SERVICES):
-            return handler
-        given = presented(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
+    def refuse(self, method: str, given: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
         wait = self.buckets.take(token_key(given))
         if not wait:
-            return handler
+            return None
         seconds = max(1, math.ceil(wait))
         return refusal_handler(
             handler,
