@@ -120,6 +120,24 @@ def target_name(value: Any) -> str:
     return shown(value) if value is not None else ""
 
 
+def replaced_file(declared: Declared, arguments: Mapping[str, Any], exists: Callable[[str], bool]) -> str | None:
+    """The existing file a call would replace (None: it replaces nothing)."""
+    return next((path for path in replaced_path(declared.overwrites, arguments) if exists(path)), None)
+
+
+def declared_tier(
+    declared: Declared | None, arguments: Mapping[str, Any], exists: Callable[[str], bool]
+) -> pb.ConfirmTier:
+    """The tier the tool's effects ask for with these arguments: `preview`'s tier, without its text."""
+    if declared is None:
+        return pb.CONFIRM_TIER_CONFIRM
+    if declared.read_only:
+        return pb.CONFIRM_TIER_RUN
+    if declared.destructive or replaced_file(declared, arguments, exists) is not None:
+        return pb.CONFIRM_TIER_TYPED
+    return pb.CONFIRM_TIER_CONFIRM
+
+
 def preview(
     tool: str, declared: Declared | None, arguments: Mapping[str, Any], exists: Callable[[str], bool]
 ) -> pb.Preview:
@@ -132,7 +150,7 @@ def preview(
     if declared.destructive:
         named = next((arguments[n] for n in declared.target.split("|") if arguments.get(n) not in (None, "", [])), None)
         return pb.Preview(text=text, tier=pb.CONFIRM_TIER_TYPED, target=target_name(named))
-    replaced = next((path for path in replaced_path(declared.overwrites, arguments) if exists(path)), None)
+    replaced = replaced_file(declared, arguments, exists)
     if replaced is not None:
         fields = set(_FIELD.findall(declared.template))
         kept = "(the old version is kept in the trash)"

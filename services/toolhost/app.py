@@ -36,7 +36,7 @@ from switchboard.approvals import UNDO, ApprovalRefused, Refusal, consume, refus
 from switchboard.confirmation import PolicyFile
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, SwitchboardError, UpstreamUnavailable
-from switchboard.preview import preview, render
+from switchboard.preview import declared_tier, preview, render
 from switchboard.runs import store_large
 from switchboard.streams import Emit, Forget, emit
 from switchboard.telemetry import APPROVAL_REFUSALS, FAILURE_MODES, STEP_OUTCOMES, failure_mode, timed
@@ -138,7 +138,7 @@ class ToolHost:
             if missing:
                 params = ", ".join(spec.input_schema.get("properties", {}))
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
-            tier = self.preview_of(spec, arguments).tier
+            tier = self.tier_of(spec, arguments)
             await self._honour(approval, run_id, step, tool, arguments_json, tier, message_key, session_id)
             if approval.kind != pb.GRANT_KIND_POLICY or changes:
                 confirmation = GRANTED_BY.get(approval.kind, confirmation)
@@ -209,13 +209,15 @@ class ToolHost:
             except InvalidRequest as exc:
                 refused = str(exc)
                 break
-        declared = spec.declared()
-        shown = preview(spec.name, declared, {**(known or {}), **arguments}, self._is_file)
-        if known:  # the tier from the call's own arguments only
-            shown.tier = preview(spec.name, declared, arguments, self._is_file).tier
-        shown.tier = self.policy.tier(spec.name, shown.tier)
+        shown = preview(spec.name, spec.declared(), {**(known or {}), **arguments}, self._is_file)
+        shown.tier = self.tier_of(spec, arguments)  # from the call's own arguments only
         shown.refused = refused
         return shown
+
+    def tier_of(self, spec: core.ToolSpec, arguments: dict[str, Any]) -> pb.ConfirmTier:
+        """The tier a call is confirmed at: its declared effects with these arguments (a read looks at
+        no file), then the policy file."""
+        return self.policy.tier(spec.name, declared_tier(spec.declared(), arguments, self._is_file))
 
     def _is_file(self, raw: str) -> bool:
         try:

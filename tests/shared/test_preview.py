@@ -81,3 +81,19 @@ def test_a_typed_target_is_the_first_given_of_its_alternatives_and_an_address_is
     assert by_envelope.target == "ana@x.org"
     assert typed_matches(by_envelope, "ana@x.org") and not typed_matches(by_envelope, "Ana")
     assert preview("email.send_draft", send, {"draft_id": "draft-2"}, nothing_exists).target == "draft-2"
+
+
+def test_the_tier_alone_is_the_previews_tier() -> None:
+    from switchboard.preview import declared_tier
+
+    there = {"/d/c.txt"}.__contains__
+    cases = [
+        (MOVE, {"source": "/d/a", "destination": "/d/b"}, nothing_exists),
+        (DELETE, {"path": "/d/b.txt"}, nothing_exists),
+        (WRITE, {"path": "/d/c.txt", "content": "x"}, nothing_exists),
+        (WRITE, {"path": "/d/c.txt", "content": "x"}, there),
+        (LIST, {"path": "/d"}, nothing_exists),
+        (None, {"level": 3}, nothing_exists),
+    ]
+    for declared, arguments, exists in cases:
+        assert declared_tier(declared, arguments, exists) == preview("t.t", declared, arguments, exists).tier
