@@ -189,7 +189,8 @@ def refusal(
     if not approval.signature:
         return Refusal.MISSING
     key = keys_by_kind.get(approval.kind, "")
-    if not key or not hmac.compare_digest(approval.signature, _signature(key, approval)):
+    # As bytes: compare_digest refuses str with anything but ASCII, and a signature may hold anything.
+    if not key or not hmac.compare_digest(approval.signature.encode(), _signature(key, approval).encode()):
         return Refusal.FORGED
     named = (approval.run_id, approval.step, approval.tool, approval.arguments_sha256)
     if named != (run_id, step, tool, arguments_digest(arguments_json)):
@@ -203,15 +204,22 @@ def refusal(
     return None
 
 
-async def consume(redis: aioredis.Redis, approval: pb.Approval, message_key: str | None = None) -> Refusal | None:
+async def consume(
+    redis: aioredis.Redis, approval: pb.Approval, message_key: str | None = None, *, resume: bool = False
+) -> Refusal | None:
     """Use the approval up, or say why it cannot be: it was used before (REPLAYED), or it arrived in a
     stream message other than the one it was given for (MISMATCHED, and it stays unused). The use is
     one `SET NX`, so of two uses racing on any path exactly one wins. The record outlives the expiry,
-    after which the approval is refused anyway."""
+    after which the approval is refused anyway.
+
+    With `resume` (the tool host taking up the same stream message after an attempt that stopped
+    midway), that attempt's own use of the approval, recorded under this message's key, is no replay."""
     used = keys.approval_used_key(approval.nonce)
     if message_key is not None and approval.idempotency_key != message_key:
         return Refusal.REPLAYED if await redis.exists(used) else Refusal.MISMATCHED
     remaining_ms = max(1, approval.expires_unix_ms - now_ms())
-    if not await redis.set(used, approval.idempotency_key, nx=True, px=remaining_ms + 60_000):
-        return Refusal.REPLAYED
-    return None
+    if await redis.set(used, approval.idempotency_key, nx=True, px=remaining_ms + 60_000):
+        return None
+    if resume and message_key is not None and await redis.get(used) == message_key.encode():
+        return None
+    return Refusal.REPLAYED

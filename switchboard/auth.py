@@ -147,7 +147,14 @@ class _PresentingStream(grpc.aio.UnaryStreamClientInterceptor):
 def channel(addr: str, secret: str, spread: bool = False) -> grpc.aio.Channel:
     """An asyncio channel to `addr` whose every call presents `secret`; with `spread`, calls go round
     the addresses the name resolves to (every replica of a scaled service) instead of to the first."""
-    options = [("grpc.lb_policy_name", "round_robin")] if spread else []
+    # A callee that restarted is reached again within a second or two rather than after gRPC's
+    # default reconnect backoff, which grows to two minutes.
+    options: list[tuple[str, int | str]] = [
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+    if spread:
+        options.append(("grpc.lb_policy_name", "round_robin"))
     return grpc.aio.insecure_channel(
         addr, options=options, interceptors=[_PresentingUnary(secret), _PresentingStream(secret)]
     )

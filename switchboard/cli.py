@@ -307,6 +307,7 @@ def cmd_tools(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
+    from switchboard import keys
     from switchboard.stack import REDIS_URL_FILE
     from switchboard.status import collect_status
 
@@ -324,9 +325,20 @@ def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
         print(f"redis {status['redis']['url']}: {redis_state}")
         for name, length in status["redis"]["streams"].items():
             print(f"  {name:<14} {length}")
+        dead = status["dead_letters"]
+        if dead["length"]:
+            print(f"  {keys.DEAD_LETTERS:<14} {dead['length']}  (given up on; the newest first)")
+            for letter in dead["newest"]:
+                where = f"{letter['stream']} / {letter['group']}, run {letter['run_id'] or '-'}"
+                print(f"    {letter['id']}  {where}: {letter['error']}")
+        redis_restarts = status["restarts"].get("redis", {}).get("restarts", 0)
+        if redis_restarts:
+            print(f"redis restarted by the stack's supervisor: {redis_restarts} times")
         for service in status["services"]:
             health = "healthy" if service["healthy"] else "NOT HEALTHY"
-            print(f"{service['name']:<9} pid {service['pid']:<8} {service['grpc']:<22} {health}")
+            name = service["name"] if not service["replica"] else f"{service['name']}#{service['replica']}"
+            restarts = f"  restarts {service['restarts']}" if service["restarts"] else ""
+            print(f"{name:<10} pid {service['pid']:<8} {service['grpc']:<22} {health}{restarts}")
         if not status["services"]:
             print("no services running")
     return 0 if "error" not in status["redis"] else EXIT_FAILED

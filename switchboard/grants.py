@@ -73,7 +73,8 @@ def make(key: str, *, tool: str, scope: str, session_id: str, run_id: str, step:
 
 
 def genuine(key: str, grant: pb.Grant) -> bool:
-    return bool(grant.signature) and hmac.compare_digest(grant.signature, _signature(key, grant))
+    # As bytes: compare_digest refuses str with anything but ASCII, and a stored signature may hold anything.
+    return bool(grant.signature) and hmac.compare_digest(grant.signature.encode(), _signature(key, grant).encode())
 
 
 def covers(grant: pb.Grant, tool: str, session_id: str) -> bool:

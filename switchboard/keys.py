@@ -78,6 +78,8 @@ def run_events_key(run_id: str) -> str:
 
 
 RUNS_INDEX = f"{PREFIX}:runs"  # sorted set of run ids by creation time
+# The finished runs among them, by creation time: the ones that may be forgotten, oldest first.
+FINISHED_RUNS = f"{PREFIX}:runs:finished"
 SESSIONS_INDEX = f"{PREFIX}:sessions"  # sorted set of session ids by last use
 # Steps waiting for the person, member `{run id}:{step}`, scored by their deadline (unix ms); the
 # gateway rejects those whose deadline passed (see `switchboard.runs.awaiting_member`).
@@ -107,3 +109,7 @@ def service_key(name: str, instance: str) -> str:
 
 
 SERVICE_PATTERN = f"{PREFIX}:service:*"
+
+# What the stack's supervisor restarted: field `{service}` or `{service}#{replica}` → JSON
+# `{"restarts": n, "last_exit": code, "last_exit_unix": t}` (see `switchboard.supervisor`).
+RESTARTS = f"{PREFIX}:restarts"

@@ -10,6 +10,7 @@ module is the earlier, cheaper check that lets Switchboard refuse in plain words
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["PATH_KEYS", "PATH_LIST_KEYS", "PathPolicy", "PathVerdict", "is_path_key", "named_paths"]
+__all__ = ["PATH_KEYS", "PATH_LIST_KEYS", "PathPolicy", "PathVerdict", "is_path_key", "named_paths", "printable"]
 
 # Argument and result keys that name a file or folder (and, below, lists of them). Tool host, gateway
 # and planner all read calls and results through these, so they agree on what a path is.
@@ -57,6 +58,19 @@ def named_paths(value: Any) -> list[str]:
         elif key in PATH_LIST_KEYS and isinstance(item, list):
             paths.extend(p for p in item if isinstance(p, str) and p.strip())
     return paths
+
+
+def printable(path: str | os.PathLike[str]) -> str:
+    """A path found on disk as text any answer can carry. A file name may hold bytes that are not
+    UTF-8; Python keeps each as half of a surrogate pair, which JSON encoded as UTF-8 cannot hold, so
+    one such name would make a whole listing fail. They become U+FFFD here: the name is shown, though
+    it can no longer be used to open the file."""
+    text = os.fspath(path)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no decoding of bytes made
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
 
 
 class PathVerdict(StrEnum):

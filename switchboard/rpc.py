@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Container
+from collections.abc import Awaitable, Callable, Container
+from typing import Any, TypeVar
 
 import grpc
 
@@ -22,6 +23,26 @@ log = logging.getLogger(__name__)
 # lists only the servers that were up; a bogus name must not cause a call per message).
 CATALOGUE_TTL_SECONDS = 30.0
 UNKNOWN_TOOL_RETRY_SECONDS = 2.0
+
+
+# A call that is safe to repeat (a ranking, a routing, a preview) is repeated while the service is
+# unreachable: a replica restarting after a crash, or one of several going away during the call.
+_Reply = TypeVar("_Reply")
+
+
+async def patiently(call: Callable[..., Awaitable[_Reply]], request: Any, *, deadline: float) -> _Reply:
+    """`call(request)`, repeated with backoff while it fails with UNAVAILABLE, until `deadline`
+    (`time.monotonic()`); each attempt may take what time is left, so the whole stays within it."""
+    delay = 0.1
+    while True:
+        try:
+            return await call(request, timeout=max(0.001, deadline - time.monotonic()))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay >= deadline:
+                raise
+            log.info("unavailable (%s); trying again in %.1fs", exc.details(), delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def catalogue_stale(loaded_at: float, known: Container[str], tool: str = "") -> bool:
@@ -79,8 +100,10 @@ class ToolHostClient:
         """What a call would do and its confirmation tier; `InvalidRequest` for an unknown tool or
         arguments that are no JSON object."""
         try:
-            return await self._stub.PreviewCall(
-                pb.PreviewRequest(tool=tool, arguments_json=arguments_json), timeout=self.timeout
+            return await patiently(
+                self._stub.PreviewCall,
+                pb.PreviewRequest(tool=tool, arguments_json=arguments_json),
+                deadline=time.monotonic() + self.timeout,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -116,12 +139,15 @@ class StepRouting:
 
     async def route(self, request: pb.RouteRequest) -> tuple[pb.ToolCall, float]:
         try:
-            ranked = await self._filter.Rank(pb.RankRequest(text=request.text), timeout=self.timeout)
+            # Ranking and routing together, retries included, take at most `timeout`: the planner's
+            # claim idle time is derived from it.
+            deadline = time.monotonic() + self.timeout
+            ranked = await patiently(self._filter.Rank, pb.RankRequest(text=request.text), deadline=deadline)
             routed = pb.RouteRequest()
             routed.CopyFrom(request)
             del routed.candidates[:]
             routed.candidates.extend(ranked.candidates)
-            call = await self._router.Route(routed, timeout=self.timeout)
+            call = await patiently(self._router.Route, routed, deadline=deadline)
         except grpc.aio.AioRpcError as exc:
             raise UpstreamUnavailable(f"routing a step: {exc.code().name} {exc.details()}") from exc
         call.change_intent = ranked.change_intent

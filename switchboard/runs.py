@@ -15,6 +15,7 @@ The functions `apply_*` change a record in memory and nothing else; the store ap
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,12 +23,16 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from switchboard import keys
 from switchboard.errors import NotFound
 from switchboard.telemetry import RECORD_WRITES
 from switchboard.v1 import switchboard_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -248,14 +253,47 @@ class RunStore:
         """Record a new run (and queue `also` in the same transaction), then forget the oldest finished
         runs beyond `runs_kept`."""
         pipe = self.redis.pipeline(transaction=True)
+        self._queue_new(pipe, run, events, also)
+        await pipe.execute()
+        RECORD_WRITES.labels(stage=self.stage).inc()
+        await self._tidy()
+
+    async def create_once(
+        self, run: pb.Run, events: Sequence[Event] = (), also: Callable[[Pipeline], None] | None = None
+    ) -> bool:
+        """`create`, unless a run with this id exists already (made by an earlier copy of the same
+        request): then nothing is written and the answer is False. Of two copies racing, one writes."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(keys.run_key(run.run_id))
+                if await pipe.exists(keys.run_key(run.run_id)):
+                    return False
+                pipe.multi()
+                self._queue_new(pipe, run, events, also)
+                await pipe.execute()
+            except WatchError:
+                return False
+        RECORD_WRITES.labels(stage=self.stage).inc()
+        await self._tidy()
+        return True
+
+    @staticmethod
+    def _queue_new(
+        pipe: Pipeline, run: pb.Run, events: Sequence[Event], also: Callable[[Pipeline], None] | None
+    ) -> None:
         pipe.set(keys.run_key(run.run_id), run.SerializeToString(), ex=keys.RUN_TTL_SECONDS)
         pipe.zadd(keys.RUNS_INDEX, {run.run_id: run.created_unix_ms})
         queue_events(pipe, run, events)
         if also is not None:
             also(pipe)
-        await pipe.execute()
-        RECORD_WRITES.labels(stage=self.stage).inc()
-        await self.forget_old_runs()
+
+    async def _tidy(self) -> None:
+        """Forget old runs after recording a new one. The run is recorded whatever happens here: a
+        failure is logged (the next new run tidies up), not turned into a failure of the request."""
+        try:
+            await self.forget_old_runs()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("could not forget old runs now: %s", exc)
 
     async def forget_old_runs(self) -> int:
         """Delete the oldest runs beyond `runs_kept` (record, events, and their markers), finished ones
@@ -270,25 +308,30 @@ class RunStore:
         excess = int(run_count) - self.runs_kept
         if excess <= 0:
             return 0
-        oldest: Any = await self.redis.zrange(keys.RUNS_INDEX, 0, excess - 1)
-        forgotten = 0
+        # Only finished runs go (one still going is kept until it ends), and they are indexed apart, so
+        # runs left waiting for a person at the old end are never read again on every new run.
+        oldest: Any = await self.redis.zrange(keys.FINISHED_RUNS, 0, excess - 1)
+        if not oldest:
+            return 0
+        pipe = self.redis.pipeline(transaction=True)
         for raw_id in oldest:
             run_id = raw_id.decode()
-            raw = await self.redis.get(keys.run_key(run_id))
-            if raw is not None and pb.Run.FromString(raw).status not in FINAL_STATUSES:
-                continue  # still going: kept until it ends
-            pipe = self.redis.pipeline(transaction=True)
             pipe.delete(*keys.run_keys(run_id))
             pipe.zrem(keys.RUNS_INDEX, run_id)
-            await pipe.execute()
-            forgotten += 1
-        return forgotten
+            pipe.zrem(keys.FINISHED_RUNS, run_id)
+        await pipe.execute()
+        return len(oldest)
 
     async def get(self, run_id: str) -> pb.Run:
-        raw = await self.redis.get(keys.run_key(run_id))
-        if raw is None:
+        run = await self.find(run_id)
+        if run is None:
             raise NotFound(f"no run {run_id!r}")
-        return pb.Run.FromString(raw)
+        return run
+
+    async def find(self, run_id: str) -> pb.Run | None:
+        """The run, or None when there is no such run (or it was forgotten)."""
+        raw = await self.redis.get(keys.run_key(run_id))
+        return None if raw is None else pb.Run.FromString(raw)
 
     async def list(self, limit: int = 20, session_id: str = "") -> list[pb.Run]:
         """The newest runs first; only `session_id`'s when given."""
@@ -304,6 +347,7 @@ class RunStore:
             gone = [run_id for run_id, raw in zip(ids, raws, strict=True) if raw is None]
             if gone:  # expired since they were indexed
                 await self.redis.zrem(keys.RUNS_INDEX, *gone)
+                await self.redis.zrem(keys.FINISHED_RUNS, *gone)
             for raw in raws:
                 if raw is None:
                     continue
@@ -335,6 +379,10 @@ class RunStore:
                     result = mutate(run)
                     pipe.multi()
                     pipe.set(key, run.SerializeToString(), ex=keys.RUN_TTL_SECONDS)
+                    if run.status in FINAL_STATUSES:
+                        pipe.zadd(keys.FINISHED_RUNS, {run_id: run.created_unix_ms})
+                    else:  # going, or reopened
+                        pipe.zrem(keys.FINISHED_RUNS, run_id)
                     if events is not None:
                         queue_events(pipe, run, events(run, result))
                     if also is not None:

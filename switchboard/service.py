@@ -2,7 +2,8 @@
 
 `ServiceRuntime.serve` starts the gRPC server (with `grpc.health.v1`), the Prometheus metrics
 endpoint, the stream workers and a heartbeat in Redis (how `sb status` finds running services), writes
-a pid file, and on SIGINT/SIGTERM stops all of it in order.
+a pid file, and on SIGINT/SIGTERM stops all of it in order. Redis going away or restarting stops none
+of it: every loop waits for Redis to come back and carries on.
 """
 
 from __future__ import annotations
@@ -22,13 +23,24 @@ import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
-from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import RedisError
 
 from switchboard import keys
 from switchboard.auth import BearerAuth
+from switchboard.decoding import RefuseUndecodable
 from switchboard.secrets import read_or_create_secret
 from switchboard.settings import CommonSettings
-from switchboard.streams import StreamWorker, refresh_stream_gauges, trim_acknowledged
+from switchboard.streams import (
+    REDIS_DOWN,
+    Redelivery,
+    RedisOutage,
+    StreamWorker,
+    local_consumer_name,
+    pause,
+    refresh_stream_gauges,
+    stage_claim_idle_ms,
+    trim_acknowledged,
+)
 from switchboard.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger(__name__)
@@ -40,39 +52,55 @@ HEARTBEAT_SECONDS = 5.0
 REDIS_SOCKET_TIMEOUT_SECONDS = 30.0
 
 
-def connect_redis(url: str, password: str | None = None) -> aioredis.Redis:
+# Connections a service keeps to Redis at most. A caller that finds them all in use waits (up to the
+# socket timeout) for one to come free instead of failing: running out is load, not Redis going away.
+DEFAULT_REDIS_CONNECTIONS = 100
+
+
+def connect_redis(
+    url: str, password: str | None = None, max_connections: int = DEFAULT_REDIS_CONNECTIONS
+) -> aioredis.Redis:
     """A Redis client that returns bytes (stream bodies are protobuf), authenticating with `password`
-    unless the URL carries one.
+    unless the URL carries one, with at most `max_connections` connections.
 
     The socket timeout is set explicitly: the client's default is shorter than a blocking XREAD, which
     then fails with a timeout instead of returning empty.
     """
-    client = aioredis.Redis.from_url(
-        url, decode_responses=False, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=5.0
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        decode_responses=False,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=5.0,
     )
     if password:
-        client.connection_pool.connection_kwargs["password"] = password
-    return client
+        pool.connection_kwargs["password"] = password
+    return aioredis.Redis(connection_pool=pool)
 
 
-# How long a service waits for Redis to finish loading its data at start before it gives up.
+# How long a service waits at start for Redis to answer (to start, or to load its data) before it gives up.
 REDIS_LOADING_WAIT_SECONDS = 300.0
 
 
 async def wait_for_redis(redis: aioredis.Redis, stop: asyncio.Event, limit: float = REDIS_LOADING_WAIT_SECONDS) -> None:
-    """Return once Redis answers commands. A Redis that has just started may still be loading its data
-    from disk and answer every command with LOADING; a service that started its workers then would
-    crash, so it waits (and says so) until the data is in, `limit` seconds at most."""
+    """Return once Redis answers commands. A Redis that is not up yet refuses the connection, and one
+    that has just started may still be loading its data from disk and answer every command with
+    LOADING; a service waits through both (saying so once) until Redis answers, `limit` seconds at
+    most, and then raises the last error."""
     deadline = time.monotonic() + limit
+    outage = RedisOutage("start")
     while True:
         try:
             await redis.ping()
-            return
-        except BusyLoadingError:
+        except REDIS_DOWN as exc:
+            delay = outage.lost(exc)
             if time.monotonic() > deadline or stop.is_set():
                 raise
-            log.info("Redis is loading its data from disk; waiting")
-            await asyncio.sleep(1.0)
+            await pause(stop, delay)
+            continue
+        outage.back()
+        return
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -86,12 +114,13 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 class ServiceRuntime:
     """The lifecycle of one service process."""
 
-    def __init__(self, name: str, settings: CommonSettings) -> None:
+    def __init__(self, name: str, settings: CommonSettings, redis_connections: int = DEFAULT_REDIS_CONNECTIONS) -> None:
         self.name = name
         self.settings = settings
-        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        # Also the consumer name in every group, which tells a replica on this machine whether it runs.
+        self.instance = local_consumer_name()
         self.stop = asyncio.Event()
-        self.redis = connect_redis(settings.redis_url, settings.redis_password())
+        self.redis = connect_redis(settings.redis_url, settings.redis_password(), redis_connections)
         # What the other services present when they call this one, and this one when it calls them.
         self.internal_key = read_or_create_secret(settings.internal_key_path)
         self.health = health.aio.HealthServicer()
@@ -125,7 +154,8 @@ class ServiceRuntime:
         else:
             auth = BearerAuth([self.internal_key], "this API is for Switchboard's own services")
         options = [("grpc.max_receive_message_length", max_message_bytes)] if max_message_bytes else []
-        server = grpc.aio.server(interceptors=[auth, *interceptors], options=options)
+        # Last, so that a caller without a credential is refused as such whatever bytes it sent.
+        server = grpc.aio.server(interceptors=[auth, *interceptors, RefuseUndecodable()], options=options)
         register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         listen = self.settings.grpc_listen(self.name)
@@ -171,6 +201,20 @@ class ServiceRuntime:
         for service in ("", f"switchboard.v1.{self.name.capitalize()}"):
             await self.health.set(service, status)
 
+    def redelivery(self, stage_timeout_seconds: float) -> Redelivery:
+        """When this service's stream workers handle a message again and when they give up on it, from
+        the settings; a message is taken from another consumer only after longer than
+        `stage_timeout_seconds`, the longest this stage may legitimately work on one (`ConfigurationError`
+        if the configured wait is not longer)."""
+        setting = f"{self.name}_claim_idle_ms"
+        return Redelivery(
+            claim_idle_ms=stage_claim_idle_ms(
+                getattr(self.settings, setting), stage_timeout_seconds, f"SWITCHBOARD_{setting.upper()}"
+            ),
+            retry_ms=self.settings.stream_retry_ms,
+            max_deliveries=self.settings.max_deliveries,
+        )
+
     async def _heartbeat(self) -> None:
         record = json.dumps(
             {
@@ -178,20 +222,24 @@ class ServiceRuntime:
                 "instance": self.instance,
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
-                "grpc": self.settings.addr(self.name),
+                "grpc": self.settings.own_addr(self.name),
+                "replica": self.settings.replica,
                 "metrics_port": self.settings.metrics_port(self.name),
                 "started_unix": int(time.time()),
             }
         )
+        outage = RedisOutage(f"{self.name} heartbeat")
         while not self.stop.is_set():
-            await self.redis.set(keys.service_key(self.name, self.instance), record, ex=keys.SERVICE_TTL_SECONDS)
-            for stream in keys.ALL_STREAMS:
-                await trim_acknowledged(self.redis, stream)
-            await refresh_stream_gauges(self.redis, keys.ALL_STREAMS)
             try:
-                await asyncio.wait_for(self.stop.wait(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                pass
+                await self.redis.set(keys.service_key(self.name, self.instance), record, ex=keys.SERVICE_TTL_SECONDS)
+                for stream in keys.ALL_STREAMS:
+                    await trim_acknowledged(self.redis, stream)
+                await refresh_stream_gauges(self.redis, keys.ALL_STREAMS)
+            except REDIS_DOWN as exc:
+                await pause(self.stop, outage.lost(exc))
+                continue
+            outage.back()
+            await pause(self.stop, HEARTBEAT_SECONDS)
 
     @property
     def pid_path(self) -> Path:

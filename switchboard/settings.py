@@ -66,6 +66,15 @@ class CommonSettings(BaseSettings):
         None, description="What `~` means in requests and tool paths; unset: this process's home folder."
     )
 
+    replicas: str = Field(
+        "", description="How many replicas of a service the stack runs, as `filter=2,router=2,planner=2`."
+    )
+    replica: int = Field(
+        0, ge=0, description="Which replica of its service this process is (0, 1, …), when the service has several."
+    )
+
+    # An address may list a service's replicas on this machine: `ipv4:127.0.0.1:7313,127.0.0.1:7323`
+    # (callers spread their calls round them; replica i listens on the i-th).
     gateway_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['gateway']}"
     planner_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['planner']}"
     filter_addr: str = f"127.0.0.1:{DEFAULT_GRPC_PORTS['filter']}"
@@ -77,6 +86,22 @@ class CommonSettings(BaseSettings):
     filter_metrics_port: int = DEFAULT_METRICS_PORTS["filter"]
     router_metrics_port: int = DEFAULT_METRICS_PORTS["router"]
     toolhost_metrics_port: int = DEFAULT_METRICS_PORTS["toolhost"]
+
+    # Redelivery on the streams (see `switchboard.streams.Redelivery`). A message another replica holds is
+    # taken over only after longer than the stage's own timeout (the planner's calls to the filter and
+    # the router, the tool host's call timeout); 0 derives it from that timeout.
+    planner_claim_idle_ms: int = Field(
+        0, ge=0, description="How long a planner message sits with another replica before one takes it; 0: derived."
+    )
+    toolhost_claim_idle_ms: int = Field(
+        0, ge=0, description="How long a tool host message sits with another replica before one takes it; 0: derived."
+    )
+    stream_retry_ms: int = Field(
+        30_000, ge=0, description="How long a message whose handler failed waits before it is tried again."
+    )
+    max_deliveries: int = Field(
+        3, ge=1, description="Attempts a stream message gets before it goes to the dead-letter stream."
+    )
 
     def home(self) -> Path:
         """The person's home folder as the tools see it (under Compose, where it is mounted)."""
@@ -110,9 +135,14 @@ class CommonSettings(BaseSettings):
         """How to reach `service` over gRPC."""
         return str(getattr(self, f"{service}_addr"))
 
+    def own_addr(self, service: str) -> str:
+        """This replica's own address among those `addr(service)` lists (the only one, usually)."""
+        addresses = replica_addresses(self.addr(service))
+        return addresses[min(self.replica, len(addresses) - 1)]
+
     def grpc_listen(self, service: str) -> str:
-        """The address `service` itself listens on: its port, on the configured interface."""
-        port = self.addr(service).rsplit(":", 1)[1]
+        """The address `service` itself listens on: its (replica's) port, on the configured interface."""
+        port = self.own_addr(service).rsplit(":", 1)[1]
         return f"{self.bind_host}:{port}"
 
     def metrics_port(self, service: str) -> int:
@@ -177,6 +207,13 @@ class CommonSettings(BaseSettings):
             return self.redis_password_path.read_text().strip() or None
         except FileNotFoundError:
             return None
+
+
+def replica_addresses(addr: str) -> list[str]:
+    """The `host:port` addresses of a gRPC target: several for `ipv4:a:p,b:q`, else the target itself."""
+    if addr.startswith("ipv4:"):
+        return [part.strip() for part in addr.removeprefix("ipv4:").split(",") if part.strip()]
+    return [addr]
 
 
 def default_llm_path() -> Path:

@@ -2,7 +2,7 @@
 
 - Logs are JSON lines on stderr, one object per record.
 - Metrics are Prometheus: a latency histogram per stage, counts of step outcomes, stream pending counts,
-  served on each service's metrics port.
+  dead letters, Redis outages and requests turned away, served on each service's metrics port.
 - Traces are OpenTelemetry spans. A stream message carries the producing span's `traceparent`, and the
   consuming stage starts its span as that span's child, so one trace follows a turn across every hop.
   Spans are exported over OTLP when `SWITCHBOARD_OTLP_ENDPOINT` is set.
@@ -69,6 +69,23 @@ APPROVAL_REFUSALS = Counter(
     "Calls the tool host refused for their approval, by reason (missing, forged, mismatched, expired, "
     "replayed, insufficient).",
     ["reason"],
+)
+DEAD_LETTERED = Counter(
+    "switchboard_dead_letters_total",
+    "Messages a stage gave up on and kept on the dead-letter stream (malformed, failing on every attempt, "
+    "or never finishing), by the stream and group they came from.",
+    ["stream", "group"],
+)
+REDIS_OUTAGES = Counter(
+    "switchboard_redis_outages_total",
+    "Times a loop found Redis unreachable (restarting, loading its data, down) and waited for it, by loop.",
+    ["loop"],
+)
+REQUESTS_REFUSED = Counter(
+    "switchboard_requests_refused_total",
+    "Requests the gateway turned away for a while, by API (http, grpc, openai) and reason (busy: too much "
+    "work waits; redis: Redis does not answer).",
+    ["api", "reason"],
 )
 RECORD_WRITES = Counter(
     "switchboard_run_record_writes_total",

@@ -41,34 +41,58 @@ def tracing() -> None:
 REDIS_PASSWORD = secrets.token_urlsafe(24)
 
 
+class RedisProcess:
+    """A redis-server of a test's own on a free port, with a password as the stack's has, that can be
+    stopped and started again on the same port and files. With `appendonly` it keeps an append-only
+    file, as the stack's Redis does, so its data survives a restart."""
+
+    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed; `make setup` installs it")
+        self.port = free_port()
+        self.config = folder / "redis.conf"
+        self.config.write_text(
+            f'port {self.port}\nbind 127.0.0.1\nsave ""\nappendonly {"yes" if appendonly else "no"}\n'
+            f"dir {folder}\nrequirepass {REDIS_PASSWORD}\n"
+        )
+        self.config.chmod(0o600)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its URL, which carries the password."""
+        return f"redis://:{REDIS_PASSWORD}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and return once it accepts connections (it may still be loading its data)."""
+        self.process = subprocess.Popen(["redis-server", str(self.config)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.process.kill()
+                    pytest.fail("the test redis-server did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it with SIGTERM, as a service manager does: Redis writes its append-only file and exits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @contextmanager
 def redis_server(folder: Path) -> Iterator[str]:
-    """A redis-server of its own on a free port, with a password as the stack's has; yields its URL,
-    which carries the password."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed; `make setup` installs it")
-    port = free_port()
-    config = folder / "redis.conf"
-    config.write_text(
-        f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {folder}\nrequirepass {REDIS_PASSWORD}\n'
-    )
-    config.chmod(0o600)
-    process = subprocess.Popen(["redis-server", str(config)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("the test redis-server did not start")
-            time.sleep(0.05)
+    """A running `RedisProcess`; yields its URL."""
+    server = RedisProcess(folder)
+    server.start()
     try:
-        yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture(scope="session")

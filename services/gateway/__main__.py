@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -20,9 +19,13 @@ from switchboard.errors import UpstreamUnavailable
 from switchboard.rpc import ToolHostClient
 from switchboard.secrets import read_or_create_secret
 from switchboard.service import ServiceRuntime
+from switchboard.streams import REDIS_DOWN, RedisOutage, pause
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+
+# Redis connections the gateway keeps for requests, beyond one per open event stream.
+REQUEST_CONNECTIONS = 128
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -33,7 +36,8 @@ class EmbeddedServer(uvicorn.Server):
 
 
 async def main(settings: GatewaySettings) -> None:
-    runtime = ServiceRuntime("gateway", settings)
+    # Each open event stream holds a Redis connection while it waits for events; the rest serve requests.
+    runtime = ServiceRuntime("gateway", settings, settings.max_watchers + REQUEST_CONNECTIONS)
     token = read_or_create_secret(settings.token_path)
     gateway = Gateway(
         runtime.redis,
@@ -42,6 +46,8 @@ async def main(settings: GatewaySettings) -> None:
         settings.approval_ttl_seconds,
         settings.runs_kept,
         settings.confirmation_deadline_seconds,
+        max_backlog=settings.max_backlog,
+        max_watchers=settings.max_watchers,
     )
     ranking = GrpcToolRanking(settings.filter_addr, settings.router_addr, runtime.internal_key)
     # One rate per token across both doors: HTTP requests and gRPC calls spend from the same buckets.
@@ -75,13 +81,17 @@ async def main(settings: GatewaySettings) -> None:
     async def expire_waiting() -> None:
         # A step nobody answers is rejected at its deadline, checked a few times per deadline.
         every = max(0.2, min(5.0, settings.confirmation_deadline_seconds / 4))
+        outage = RedisOutage("gateway expiring confirmations")
         while not runtime.stop.is_set():
             try:
                 await gateway.expire_waiting()
+            except REDIS_DOWN as exc:
+                await pause(runtime.stop, outage.lost(exc))
+                continue
             except (RedisError, UpstreamUnavailable) as exc:
                 log.warning("could not check for expired confirmations: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stop.wait(), every)
+            outage.back()
+            await pause(runtime.stop, every)
 
     await runtime.serve(
         lambda server: pb_grpc.add_GatewayServicer_to_server(GatewayServicer(gateway), server),

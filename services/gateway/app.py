@@ -7,6 +7,9 @@ with corrected arguments, with the target's name typed where the call asks for i
 reason; fill the values a step waits for. It alone holds the approval key a person's confirmation and
 standing grants are signed with, so only a person's word, through it, lets a change run. A step
 nobody answers by its deadline is rejected (`expire_waiting`).
+
+Work waiting is bounded: a turn is refused (`core.Busy`) while `max_backlog` turns already wait for
+the planner, and a watch while `max_watchers` event streams are open.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from services.gateway import core
 from switchboard import grants, keys, runs
@@ -47,8 +52,15 @@ class Gateway:
         approval_ttl_seconds: float = 600.0,
         runs_kept: int = 1000,
         deadline_seconds: float = 600.0,
+        *,
+        max_backlog: int = core.DEFAULT_MAX_BACKLOG,
+        max_watchers: int = core.DEFAULT_MAX_WATCHERS,
     ) -> None:
         self.redis = redis
+        self.max_backlog = max_backlog
+        self.max_watchers = max_watchers
+        self.drain = core.DrainRate()
+        self._watchers = 0
         self.deadline_seconds = deadline_seconds
         self.approval_ttl_seconds = approval_ttl_seconds
         self.store = RunStore(redis, STAGE, runs_kept)
@@ -59,26 +71,43 @@ class Gateway:
 
     # ---- the API ----
 
-    async def submit(self, text: str, session_id: str = "", dry_run: bool = False) -> pb.Run:
-        """Record a new run and publish its turn."""
+    async def submit(self, text: str, session_id: str = "", dry_run: bool = False, idempotency_key: str = "") -> pb.Run:
+        """Record a new run and publish its turn, unless too many turns wait already (`core.Busy`).
+
+        A request sent again under the same `idempotency_key` (its answer was lost: the connection
+        broke, or Redis went away after the run was recorded) is answered with the run the first copy
+        made; nothing is published twice."""
         text = text.strip()
         if not text:
             raise InvalidRequest("text is empty: say what you want done")
         if len(text) > core.MAX_TEXT_CHARS:
             raise InvalidRequest(f"text is {len(text)} characters; the limit is {core.MAX_TEXT_CHARS}")
-        run_id = uuid.uuid4().hex
+        run_id = core.run_id_for(idempotency_key) if idempotency_key else uuid.uuid4().hex
+        if idempotency_key:
+            earlier = await self.store.find(run_id)
+            if earlier is not None:
+                return await self._same_request(earlier, text, session_id, dry_run)
+        await self._admit_turn()
         run = runs.new_run(run_id, session_id or uuid.uuid4().hex, text, dry_run)
         turn = pb.Turn(
             run_id=run_id, session_id=run.session_id, text=text, dry_run=dry_run, created_unix_ms=run.created_unix_ms
         )
         out = emit(keys.TURNS, run_id, 0, step_key(run_id, 0, STAGE), turn.SerializeToString())
         # The record, its first event and the turn in one transaction: a turn never lacks its record.
-        await self.store.create(
+        created = await self.store.create_once(
             run,
             [Event(pb.EVENT_KIND_SUBMITTED, message=text)],
             lambda pipe: pipe.xadd(out.stream, out.envelope.to_fields()),  # type: ignore[arg-type]
         )
+        if not created:  # a copy of the same request won the race
+            return await self._same_request(await self.store.get(run_id), text, session_id, dry_run)
         return runs.served(run)
+
+    async def _same_request(self, earlier: pb.Run, text: str, session_id: str, dry_run: bool) -> pb.Run:
+        """The run an earlier copy of this request made; `InvalidRequest` if the key named another."""
+        if earlier.text != text or earlier.dry_run != dry_run or (session_id and earlier.session_id != session_id):
+            raise InvalidRequest("this Idempotency-Key was used for another request; use a new key for a new request")
+        return await self._served(earlier)
 
     async def get_run(self, run_id: str) -> pb.Run:
         return await self._served(await self.store.get(run_id))
@@ -90,8 +119,57 @@ class Gateway:
         """The run as the API serves it, with any large result its steps refer to in place."""
         return runs.served(run, await runs.referenced_results(self.redis, run))
 
+    async def turns_waiting(self) -> tuple[int, int | None]:
+        """How many accepted turns the planner has not finished taking up (read by none of its replicas,
+        or read and not yet acknowledged), and its group's `entries-read` (None when Redis cannot say)."""
+        try:
+            groups: Any = await self.redis.xinfo_groups(keys.TURNS)
+        except ResponseError:  # no turn was ever published
+            return 0, None
+        planner = next((g for g in groups if _text(g["name"]) == keys.GROUP_PLANNER), None)
+        if planner is None:  # no planner has started yet: every turn waits
+            return int(await self.redis.xlen(keys.TURNS)), None
+        lag = planner.get("lag")
+        if lag is None:
+            # Redis cannot say (before 7.0, or after entries were deleted): count the entries after the
+            # last one delivered, as far as the bound.
+            last = _text(planner["last-delivered-id"])
+            unread: Any = await self.redis.xrange(keys.TURNS, min=f"({last}", count=self.max_backlog)
+            lag = len(unread)
+        read = planner.get("entries-read")
+        return int(lag) + int(planner["pending"]), None if read is None else int(read)
+
+    async def _admit_turn(self) -> None:
+        """Refuse a new turn (`core.Busy`, with when to come back) while `max_backlog` wait already."""
+        waiting, read = await self.turns_waiting()
+        if read is not None:
+            self.drain.observe(read)
+        if waiting < self.max_backlog:
+            return
+        seconds = core.retry_after_seconds(waiting, self.max_backlog, self.drain.per_second())
+        raise core.Busy(
+            f"busy, retry later: {waiting} requests wait for the planner (at most {self.max_backlog} may); "
+            f"retry after {seconds} s",
+            seconds,
+        )
+
     def watch(self, run_id: str) -> AsyncIterator[pb.RunEvent]:
-        return self.store.events(run_id)
+        """The run's events from its start until it finishes; `core.Busy` at once while `max_watchers`
+        event streams are open (each holds a Redis connection while it waits)."""
+        if self._watchers >= self.max_watchers:
+            raise core.Busy(
+                f"busy, retry later: {self._watchers} event streams are open (at most {self.max_watchers} may)",
+                core.RETRY_AFTER_UNKNOWN_SECONDS,
+            )
+        return self._watched(run_id)
+
+    async def _watched(self, run_id: str) -> AsyncIterator[pb.RunEvent]:
+        self._watchers += 1
+        try:
+            async for event in self.store.events(run_id):
+                yield event
+        finally:
+            self._watchers -= 1
 
     async def list_tools(self) -> list[pb.ToolInfo]:
         return list((await self.catalogue()).values())
@@ -369,6 +447,10 @@ class Gateway:
         return emit(
             keys.RESULTS, run.run_id, step.number, step_key(run.run_id, step.number, STAGE), result.SerializeToString()
         )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _waiting(run: pb.Run, step: int) -> pb.StepRecord:

@@ -1,5 +1,8 @@
 """The gateway's JSON HTTP API (routes under `/v1/` and `/openapi.json` need the bearer token, which
-`RequestLimits` checks with the request's size, depth and rate before any route runs)."""
+`RequestLimits` checks with the request's size, depth and rate before any route runs).
+
+A client told to come back later gets a `Retry-After` with its error: 429 while too much work waits
+(`core.Busy`), 503 while Redis does not answer."""
 
 from __future__ import annotations
 
@@ -7,14 +10,16 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.gateway import core
 from services.gateway.app import (
     Gateway,
     audit_to_dict,
@@ -30,6 +35,8 @@ from services.gateway.limits import (
     TokenBuckets,
 )
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from switchboard.streams import REDIS_DOWN
+from switchboard.telemetry import REQUESTS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,28 @@ def build_app(
     async def unavailable(_: Request, exc: UpstreamUnavailable) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=503)
 
+    @app.exception_handler(core.Busy)
+    async def busy(_: Request, exc: core.Busy) -> JSONResponse:
+        REQUESTS_REFUSED.labels(api="http", reason="busy").inc()
+        return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_seconds)})
+
+    async def redis_away(request: Request, exc: Exception) -> JSONResponse:
+        log.debug("%s %s: Redis does not answer: %s", request.method, request.url.path, exc)
+        REQUESTS_REFUSED.labels(api="http", reason="redis").inc()
+        return JSONResponse(
+            {"error": core.REDIS_AWAY},
+            status_code=503,
+            headers={"Retry-After": str(core.REDIS_AWAY_RETRY_SECONDS)},
+        )
+
+    for kind in REDIS_DOWN:
+        app.add_exception_handler(kind, redis_away)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def no_such_route(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # An unknown path or a method a route does not take: the API's error shape, not Starlette's.
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
         said = "; ".join(
@@ -116,8 +145,13 @@ def build_app(
         return {"ok": True}
 
     @app.post("/v1/turns", status_code=202)
-    async def submit(body: SubmitBody) -> dict:
-        run = await gateway.submit(body.text, body.session_id, body.dry_run)
+    async def submit(
+        body: SubmitBody,
+        idempotency_key: Annotated[
+            str, Header(alias="Idempotency-Key", max_length=200, description="Send a request again safely.")
+        ] = "",
+    ) -> dict:
+        run = await gateway.submit(body.text, body.session_id, body.dry_run, idempotency_key)
         return {"run_id": run.run_id, "session_id": run.session_id, "status": run_to_dict(run)["status"]}
 
     @app.get("/v1/runs")
@@ -132,11 +166,16 @@ def build_app(
     @app.get("/v1/runs/{run_id}/events")
     async def watch(run_id: str) -> StreamingResponse:
         await gateway.get_run(run_id)  # 404 before the stream starts
+        events = gateway.watch(run_id)  # and 429 while too many are open
 
         async def stream() -> AsyncIterator[str]:
-            async for event in gateway.watch(run_id):
-                shown = event_to_dict(event)
-                yield f"event: {shown['kind']}\ndata: {json.dumps(shown)}\n\n"
+            try:
+                async for event in events:
+                    shown = event_to_dict(event)
+                    yield f"event: {shown['kind']}\ndata: {json.dumps(shown)}\n\n"
+            except REDIS_DOWN:
+                # The status went out with the first event: the stream can only say why it ends.
+                yield f"event: error\ndata: {json.dumps({'error': core.REDIS_AWAY})}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

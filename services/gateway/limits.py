@@ -12,7 +12,7 @@ The middleware reads the whole body (at most `max_body_bytes`) before the app ru
 the app unchanged, then passes the server's later messages (a disconnect) straight through. It never
 touches what the app sends, so streamed responses such as Server-Sent Events stream as before.
 
-`json_depth_exceeds` and `parse_limited_json` are plain functions, for any other edge that takes JSON.
+The JSON checks are `switchboard.jsontext`'s, shared by every edge that takes JSON (re-exported here).
 """
 
 from __future__ import annotations
@@ -32,12 +32,17 @@ import grpc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from switchboard.auth import CallGate, accepted, refusal_handler
-from switchboard.errors import MalformedMessage
+from switchboard.jsontext import (
+    DEFAULT_MAX_JSON_DEPTH,
+    InvalidJson,
+    JsonTooDeep,
+    parse_limited_json,
+)
+from switchboard.jsontext import json_depth_exceeds as json_depth_exceeds  # re-exported
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_MAX_JSON_DEPTH = 32
 DEFAULT_RATE_PER_MINUTE = 6000
 DEFAULT_MAX_BUCKETS = 1024
 
@@ -54,71 +59,6 @@ _OPENAI_KINDS: dict[int, tuple[str, str | None]] = {
     413: ("invalid_request_error", None),
     429: ("requests", "rate_limit_exceeded"),
 }
-
-# What can change the nesting depth of a JSON text: a whole string (whose brackets do not count), a
-# quote that opens a string never closed, and a bracket. The scan skips everything else. The
-# quantifiers are possessive so that an unclosed string costs one pass, not a backtracking search.
-_NESTING_TOKENS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|"|[\[\]{}]', re.DOTALL)
-
-
-class InvalidJson(MalformedMessage):
-    """A text that should be JSON does not parse."""
-
-
-class JsonTooDeep(MalformedMessage):
-    """A JSON text nests arrays and objects deeper than allowed."""
-
-
-def _decode_json_bytes(raw: bytes) -> str:
-    """The text of JSON bytes, decoded as `json.loads` decodes them (UTF-8, -16 or -32 by its first bytes)."""
-    return raw.decode(json.detect_encoding(raw), "surrogatepass")
-
-
-def json_depth_exceeds(text: bytes | str, limit: int) -> bool:
-    """Whether `text` nests arrays and objects more than `limit` deep (`[]` is depth 1, `[{}]` depth 2).
-
-    The scan is a loop, not a recursion, and stops at the first bracket past the limit, so a body of
-    a million `[` costs little. For a text that is not JSON the answer may be wrong either way, but
-    never so that a parser would go deeper than `limit` before finding the error: parse the text too
-    (as `parse_limited_json` does) to know it is valid.
-    """
-    if isinstance(text, bytes):
-        try:
-            text = _decode_json_bytes(text)
-        except UnicodeDecodeError:
-            return False  # the parser fails on the same decoding before it nests anything
-    depth = 0
-    for token in _NESTING_TOKENS.finditer(text):
-        mark = text[token.start()]
-        if mark in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif mark in "]}":
-            depth -= 1
-        elif token.end() - token.start() == 1:
-            return False  # a string that never closes: the parser stops there
-    return False
-
-
-def parse_limited_json(raw: bytes | str, max_depth: int) -> Any:
-    """The value of the JSON text `raw`, refused before parsing if it nests deeper than `max_depth`.
-
-    Raises `JsonTooDeep` or `InvalidJson`; their messages say what is wrong without naming the input.
-    """
-    try:
-        text = _decode_json_bytes(raw) if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as exc:
-        raise InvalidJson(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    too_deep = f"arrays and objects nest more than {max_depth} levels deep"
-    if json_depth_exceeds(text, max_depth):
-        raise JsonTooDeep(too_deep)
-    try:
-        return json.loads(text)
-    except RecursionError as exc:  # only with a limit set near the interpreter's own
-        raise JsonTooDeep(too_deep) from exc
-    except ValueError as exc:
-        raise InvalidJson(str(exc)) from exc
 
 
 def token_key(token: str) -> bytes:

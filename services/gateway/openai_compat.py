@@ -12,8 +12,9 @@ calls tools:
   change that waits for a person, how to confirm it).
 
 Errors take OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so OpenAI clients raise
-their usual exceptions. Nothing here makes a value up: a required argument the words do not give is
-named in the reply, never filled.
+their usual exceptions (and retry a 429 or 503 after its `Retry-After`: a turn refused while too much
+work waits, or while Redis does not answer). Nothing here makes a value up: a required argument the
+words do not give is named in the reply, never filled.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.gateway.core import REDIS_AWAY, REDIS_AWAY_RETRY_SECONDS, Busy
 from switchboard import runs
 from switchboard.auth import channel
-from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from switchboard.errors import InvalidRequest, MalformedMessage, NotFound, UpstreamUnavailable
+from switchboard.jsontext import DEFAULT_MAX_JSON_DEPTH, parse_limited_json
+from switchboard.streams import REDIS_DOWN
+from switchboard.telemetry import REQUESTS_REFUSED
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -77,6 +82,7 @@ class OpenAIError(Exception):
         param: str | None = None,
         code: str | None = None,
         kind: str = "invalid_request_error",
+        retry_after_seconds: int = 0,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -84,16 +90,37 @@ class OpenAIError(Exception):
         self.param = param
         self.code = code
         self.kind = kind
+        self.retry_after_seconds = retry_after_seconds
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        headers = {"Retry-After": str(self.retry_after_seconds)} if self.retry_after_seconds else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
-def unavailable(message: str) -> OpenAIError:
-    return OpenAIError(503, message, kind="service_unavailable", code="service_unavailable")
+def unavailable(message: str, retry_after_seconds: int = 0) -> OpenAIError:
+    return OpenAIError(
+        503, message, kind="service_unavailable", code="service_unavailable", retry_after_seconds=retry_after_seconds
+    )
+
+
+# What turns a request away for a while (`come_back_later`), and what ends a streamed turn early.
+TURNED_AWAY: tuple[type[Exception], ...] = (Busy, *REDIS_DOWN)
+FOLLOWING_FAILED: tuple[type[Exception], ...] = (NotFound, UpstreamUnavailable, *TURNED_AWAY)
+
+
+def come_back_later(exc: Exception) -> OpenAIError:
+    """The answer to a request turned away for a while: too much work waits (429), or Redis does not
+    answer (503), each with when to try again."""
+    if isinstance(exc, Busy):
+        REQUESTS_REFUSED.labels(api="openai", reason="busy").inc()
+        return OpenAIError(
+            429, str(exc), kind="requests", code="server_busy", retry_after_seconds=exc.retry_after_seconds
+        )
+    REQUESTS_REFUSED.labels(api="openai", reason="redis").inc()
+    return unavailable(REDIS_AWAY, REDIS_AWAY_RETRY_SECONDS)
 
 
 # ---- the request ----
@@ -122,8 +149,16 @@ class FunctionDefinition(BaseModel):
     def _a_json_schema(cls, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
         if parameters is None:
             return None
+        # A $schema must name a dialect jsonschema knows: anything else fails its lookup (a TypeError for
+        # a list) or falls back to the latest dialect with a warning.
+        dialect = parameters.get("$schema")
+        if dialect is not None and not isinstance(dialect, str):
+            raise ValueError("parameters' $schema must be the URI of a JSON Schema dialect")
+        validator = validator_for(parameters) if dialect is None else validator_for(parameters, default=None)
+        if validator is None:
+            raise ValueError(f"parameters name a JSON Schema dialect this endpoint does not know: {dialect}")
         try:
-            validator_for(parameters).check_schema(parameters)
+            validator.check_schema(parameters)
         except SchemaError as exc:
             raise ValueError(f"parameters are not a valid JSON schema: {exc.message}") from exc
         if parameters.get("type", "object") != "object":
@@ -252,8 +287,9 @@ class ChatCompletionRequest(BaseModel):
 def parse_request(raw: bytes) -> ChatCompletionRequest:
     """The request in `raw`, checked; `OpenAIError` (400, or 404 for a model not served) otherwise."""
     try:
-        decoded = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # Limited here too: the middleware checks only a body sent as JSON, and this route reads any.
+        decoded = parse_limited_json(raw, DEFAULT_MAX_JSON_DEPTH)
+    except MalformedMessage as exc:
         raise OpenAIError(400, f"the body is not JSON: {exc}") from exc
     if not isinstance(decoded, dict):
         raise OpenAIError(400, "the body must be a JSON object")
@@ -709,6 +745,8 @@ def build_openai_router(
             return OpenAIError(404, str(exc), code="not_found").response()
         except UpstreamUnavailable as exc:
             return unavailable(str(exc)).response()
+        except TURNED_AWAY as exc:
+            return come_back_later(exc).response()
 
     async def answer(body: ChatCompletionRequest) -> Response:
         made, created = completion_id(), int(time.time())
@@ -776,9 +814,14 @@ def build_openai_router(
         try:
             async for piece in follow(run.run_id, follower):
                 yield server_sent(chunk(made, created, {"content": piece}))
-        except (NotFound, UpstreamUnavailable) as exc:
+        except FOLLOWING_FAILED as exc:
             # The status line went out with the first chunk: the failure can only be told in the stream.
-            failure = unavailable(str(exc)) if isinstance(exc, UpstreamUnavailable) else OpenAIError(404, str(exc))
+            if isinstance(exc, NotFound):
+                failure = OpenAIError(404, str(exc))
+            elif isinstance(exc, UpstreamUnavailable):
+                failure = unavailable(str(exc))
+            else:
+                failure = come_back_later(exc)
             yield server_sent(failure.body())
             return
         yield server_sent(chunk(made, created, {}, "stop", turn_account(run, follower)))

@@ -56,7 +56,8 @@ async def main(settings: PlannerSettings) -> None:
     )
     await runtime.serve(
         lambda server: pb_grpc.add_PlannerServicer_to_server(PlannerServicer(planning), server),
-        workers=worker.workers(runtime.instance),
+        # No replica takes a message over while a routing call made for it may still be waiting.
+        workers=worker.workers(runtime.instance, runtime.redelivery(routing.timeout)),
         ready=load_catalogue,
     )
 

@@ -49,7 +49,7 @@ from switchboard.paths import PathPolicy
 from switchboard.reading import Reading
 from switchboard.rpc import catalogue_stale
 from switchboard.runs import Event, RunStore
-from switchboard.streams import Emit, StreamWorker, emit
+from switchboard.streams import Emit, Redelivery, StreamWorker, emit
 from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES, failure_mode
 from switchboard.v1 import switchboard_pb2 as pb
 
@@ -708,7 +708,8 @@ class PlannerWorker:
             log.warning("session %s has an unreadable memory; starting it afresh: %s", session_id, exc)
             return SessionMemory()
 
-    def workers(self, consumer: str) -> list[StreamWorker]:
+    def workers(self, consumer: str, redelivery: Redelivery) -> list[StreamWorker]:
+        """The planner's two stream workers, handing a message they give up on to `give_up`."""
         return [
             StreamWorker(
                 self.redis,
@@ -717,6 +718,7 @@ class PlannerWorker:
                 consumer=consumer,
                 handler=self.on_turn,
                 on_failure=self.give_up,
+                redelivery=redelivery,
             ),
             StreamWorker(
                 self.redis,
@@ -725,6 +727,7 @@ class PlannerWorker:
                 consumer=consumer,
                 handler=self.on_result,
                 on_failure=self.give_up,
+                redelivery=redelivery,
             ),
         ]
 

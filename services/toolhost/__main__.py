@@ -46,6 +46,8 @@ async def main(settings: ToolHostSettings) -> None:
     )
     supervisors = [lambda s=server: s.supervise(runtime.stop) for server in servers]
     worker = ApprovedCallWorker(runtime.redis, host)
+    # A call may run for the call timeout; no other replica takes it over sooner.
+    redelivery = runtime.redelivery(settings.call_timeout_seconds)
     await runtime.serve(
         lambda server: pb_grpc.add_ToolHostServicer_to_server(ToolHostServicer(host), server),
         workers=[
@@ -57,6 +59,7 @@ async def main(settings: ToolHostSettings) -> None:
                 handler=worker.on_approved,
                 on_failure=fail_step("tool host"),
                 on_duplicate=worker.on_duplicate,
+                redelivery=redelivery,
             ),
             StreamWorker(
                 runtime.redis,
@@ -64,6 +67,7 @@ async def main(settings: ToolHostSettings) -> None:
                 group=keys.GROUP_TOOLHOST,
                 consumer=runtime.instance,
                 handler=worker.on_decision,
+                redelivery=redelivery,
             ),
         ],
         background=supervisors,

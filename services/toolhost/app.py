@@ -28,7 +28,7 @@ from services.toolhost import audit as audit_log
 from services.toolhost import core
 from services.toolhost import undo as undo_actions
 from services.toolhost.audit import AuditLog
-from services.toolhost.mcp_pool import McpServer, ToolCallFailed
+from services.toolhost.mcp_pool import CallInterrupted, McpServer, ToolCallFailed
 from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers.kit import Trash
 from switchboard import grants, keys
@@ -114,11 +114,15 @@ class ToolHost:
         approval: pb.Approval,
         session_id: str = "",
         message_key: str | None = None,
+        resume: bool = False,
     ) -> pb.StepResult:
         """Run one call, audited, and report what happened.
 
         Failures become a FAILED result whose error says how to correct the call; a call whose approval
-        is refused never reaches its tool.
+        is refused never reaches its tool. With `resume`, this is the same stream message again after an
+        earlier attempt stopped midway: its approval's use by that attempt counts as its own, the
+        attempt's audit row is completed rather than a second one begun, and the tool's server answers
+        from its journal if the call ran (`servers.journal`).
         """
         result = pb.StepResult(
             run_id=run_id, step=step, tool=tool, arguments_json=arguments_json, session_id=session_id
@@ -139,18 +143,25 @@ class ToolHost:
                 params = ", ".join(spec.input_schema.get("properties", {}))
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
             tier = self.tier_of(spec, arguments)
-            await self._honour(approval, run_id, step, tool, arguments_json, tier, message_key, session_id)
+            await self._honour(approval, run_id, step, tool, arguments_json, tier, message_key, session_id, resume)
             if approval.kind != pb.GRANT_KIND_POLICY or changes:
                 confirmation = GRANTED_BY.get(approval.kind, confirmation)
             before = await audit_log.hash_files_async(core.path_arguments(arguments), self.sandbox)
             if changes:
                 # A change is logged before it runs, so a process that dies during it leaves a
-                # started row behind; a read changes nothing and is logged once, when it is done.
-                row = self._audit_start(result, confirmation)
+                # started row behind (which its resumption completes); a read changes nothing and is
+                # logged once, when it is done.
+                row = self.audit.started_call(run_id, step) if resume else None
+                row = row if row is not None else self._audit_start(result, confirmation)
             start = time.perf_counter()
             try:
                 with timed(STAGE):
-                    content = await self.servers[spec.server].call(spec.short_name, arguments, self.call_timeout)
+                    content = await self.servers[spec.server].call(
+                        spec.short_name,
+                        arguments,
+                        self.call_timeout,
+                        key=(message_key or approval.nonce) if changes else "",
+                    )
             finally:
                 result.duration_ms = (time.perf_counter() - start) * 1000
             result.status = pb.STEP_STATUS_SUCCEEDED
@@ -162,6 +173,10 @@ class ToolHost:
             result.status = pb.STEP_STATUS_FAILED
             result.failure = pb.FAILURE_MODE_APPROVAL_REFUSED
             result.error = f"not run: {exc}"
+        except CallInterrupted as exc:
+            result.status = pb.STEP_STATUS_FAILED
+            result.failure = pb.FAILURE_MODE_INTERRUPTED
+            result.error = str(exc)
         except ToolCallFailed as exc:
             result.status = pb.STEP_STATUS_FAILED
             result.failure = pb.FAILURE_MODE_TOOL_ERROR
@@ -235,6 +250,7 @@ class ToolHost:
         tier: pb.ConfirmTier,
         message_key: str | None = None,
         session_id: str = "",
+        resume: bool = False,
     ) -> None:
         """Check `approval` for this call and use it up; `ApprovalRefused` saying why it cannot be."""
         why = refusal(
@@ -249,7 +265,7 @@ class ToolHost:
         if why is None and approval.kind == pb.GRANT_KIND_STANDING:
             why = await self._standing(approval.grant_id, tool, session_id)
         if why is None:
-            why = await consume(self.redis, approval, message_key)
+            why = await consume(self.redis, approval, message_key, resume=resume)
         if why is not None:
             self._count_refusal(why, tool, run_id, step)
             raise ApprovalRefused(why)
@@ -394,7 +410,12 @@ class ApprovedCallWorker:
         raw = None if claimed else await self.redis.hget(calls, stored)
         if raw is not None:  # ran before, and the process stopped before its result was published
             result = pb.StepResult.FromString(raw)
-        elif claimed:
+        else:
+            if not claimed:
+                # An earlier attempt started this call and stopped before recording its outcome: the
+                # same call again, resumed. A change it made is not made twice: the tool's server
+                # answers from its journal, or says the change was cut off midway.
+                log.warning("call %s was interrupted earlier; resuming it", envelope.idempotency_key)
             # On the stream, the approval must also name the message that carries it.
             result = await self.host.call(
                 call.tool,
@@ -404,24 +425,12 @@ class ApprovedCallWorker:
                 call.approval,
                 call.session_id,
                 message_key=envelope.idempotency_key,
+                resume=not claimed,
             )
             # A large output is kept once, in the run's contents, and the result refers to it.
             await store_large(self.redis, result)
             # Kept only until the result is published (the commit below forgets it).
             await self.redis.hset(calls, stored, result.SerializeToString())
-        else:
-            # An earlier attempt started this call and died before recording its outcome. Running it
-            # again could apply its effect twice, so report it instead.
-            log.warning("call %s was interrupted earlier; not repeating it", envelope.idempotency_key)
-            result = pb.StepResult(
-                run_id=call.run_id,
-                step=call.step,
-                tool=call.tool,
-                arguments_json=call.arguments_json,
-                status=pb.STEP_STATUS_FAILED,
-                failure=pb.FAILURE_MODE_INTERRUPTED,
-                error="the tool host stopped while this call ran; it was not repeated: check its effect, then retry",
-            )
         del result.hops[:]
         result.hops.extend([*call.hops, keys.APPROVED])
         return [

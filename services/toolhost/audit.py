@@ -139,6 +139,17 @@ class AuditLog:
             )
             return int(cursor.lastrowid or 0)
 
+    def started_call(self, run_id: str, step: int) -> int | None:
+        """The row of a call of this step that was begun and never finished (its process stopped
+        during it), if there is one: the row a resumed call completes."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id FROM audit_log WHERE kind = 'call' AND run_id = ? AND step = ? AND outcome = 'started'"
+                " ORDER BY id DESC LIMIT 1",
+                (run_id, step),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def finish(
         self,
         row_id: int,

@@ -9,7 +9,6 @@ tool without those flags, the annotations decide.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +21,11 @@ from services.toolhost.servers import (
     META_TARGET,
     META_UNDO_SUPPORTED,
 )
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import InvalidRequest, MalformedMessage, NotFound
+from switchboard.jsontext import DEFAULT_MAX_JSON_DEPTH, parse_limited_json
 from switchboard.paths import named_paths
 from switchboard.preview import Declared
+from switchboard.v1 import switchboard_pb2 as pb
 
 # The MCP servers the tool host starts, by name → the module that runs one over stdio.
 SERVER_MODULES: dict[str, str] = {
@@ -177,14 +178,47 @@ def resolve_tool(name: str, tools: dict[str, ToolSpec]) -> ToolSpec:
 
 
 def parse_arguments(arguments_json: str) -> dict[str, Any]:
-    """Call arguments from JSON; they must be an object."""
+    """Call arguments from JSON; they must be an object, nest no deeper than the API allows, and hold
+    only what an MCP server can be sent (no half of a surrogate pair, which would end the session)."""
     try:
-        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
-    except json.JSONDecodeError as exc:
+        arguments = parse_limited_json(arguments_json, DEFAULT_MAX_JSON_DEPTH) if arguments_json.strip() else {}
+    except MalformedMessage as exc:
         raise InvalidRequest(f"arguments are not valid JSON: {exc}") from exc
     if not isinstance(arguments, dict):
         raise InvalidRequest("arguments must be a JSON object")
     return arguments
+
+
+# What one audit reply may carry: gRPC refuses a message over 4 MiB, and a few calls with large
+# arguments (a long text written to a file) would otherwise make the whole log unreadable over the API.
+AUDIT_TEXT_CHARS = 2000
+AUDIT_REPLY_BYTES = 3 * 1024 * 1024
+# The most entries one audit request reads (the gateway asks for at most as many).
+MAX_AUDIT_ENTRIES = 1000
+
+
+def fitted_audit(entries: list[pb.AuditEntry]) -> list[pb.AuditEntry]:
+    """`entries` (newest first) as one reply can carry them: each entry's arguments and error cut to
+    `AUDIT_TEXT_CHARS` (saying so), and only as many entries as fit in `AUDIT_REPLY_BYTES`. The audit
+    log itself keeps everything."""
+    fitted: list[pb.AuditEntry] = []
+    size = 0
+    for entry in entries:
+        shown = pb.AuditEntry()
+        shown.CopyFrom(entry)
+        shown.arguments_json = _cut(entry.arguments_json)
+        shown.error = _cut(entry.error)
+        size += shown.ByteSize() + 8  # the entry's tag and length in the reply
+        if size > AUDIT_REPLY_BYTES:
+            break
+        fitted.append(shown)
+    return fitted
+
+
+def _cut(text: str) -> str:
+    if len(text) <= AUDIT_TEXT_CHARS:
+        return text
+    return text[:AUDIT_TEXT_CHARS] + f"… ({len(text) - AUDIT_TEXT_CHARS} more characters in the audit log)"
 
 
 def missing_required(spec: ToolSpec, arguments: dict[str, Any]) -> list[str]:

@@ -18,15 +18,15 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, cast
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, Tool
+from mcp.types import CallToolResult, RequestParamsMeta, Tool
 
 from services.toolhost.core import ToolSpec, spec_from_mcp
-from services.toolhost.servers import META_CORRECTION
+from services.toolhost.servers import META_CALL_KEY, META_CORRECTION, META_INTERRUPTED
 from switchboard.errors import UpstreamUnavailable
 from switchboard.settings import PROJECT_ROOT
 from switchboard.v1 import switchboard_pb2 as pb
@@ -48,6 +48,11 @@ class ToolCallFailed(Exception):
     def __init__(self, message: str, correction: pb.Correction | None = None) -> None:
         super().__init__(message)
         self.correction = correction
+
+
+class CallInterrupted(ToolCallFailed):
+    """The server would not repeat a changing call whose earlier attempt stopped midway: whether it
+    changed anything is unknown (`servers.journal`)."""
 
 
 class MalformedCorrection(ValueError):
@@ -174,18 +179,26 @@ class McpServer:
             raise UpstreamUnavailable(f"{self.name}'s {uri} is not a JSON object")
         return value
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> Any:
-        """Call `tool` (its unprefixed name); returns the structured result or raises `ToolCallFailed`."""
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float, key: str = "") -> Any:
+        """Call `tool` (its unprefixed name); returns the structured result or raises `ToolCallFailed`.
+
+        A changing call is sent with `key`, the same each time the same call is sent: a server that
+        carried it out before answers with that outcome instead of running it again."""
         session = self.session
         if session is None:
             raise UpstreamUnavailable(f"MCP server {self.name} is not running (restarts so far: {self.restarts})")
         try:
-            result = await asyncio.wait_for(session.call_tool(tool, arguments), timeout)
+            # An open map: keys beyond the protocol's own travel as they are.
+            meta = cast(RequestParamsMeta, {META_CALL_KEY: key}) if key else None
+            call = session.call_tool(tool, arguments, meta=meta)
+            result = await asyncio.wait_for(call, timeout)
         except TimeoutError as exc:
             raise ToolCallFailed(f"{self.name}.{tool} took longer than {timeout:.0f}s and was abandoned") from exc
         if not isinstance(result, CallToolResult):
             raise ToolCallFailed(f"{self.name}.{tool} asked for input mid-call, which the tool host does not support")
         text = "\n".join(getattr(block, "text", "") for block in result.content).strip()
+        if result.is_error and (result.meta or {}).get(META_INTERRUPTED):
+            raise CallInterrupted(text)
         if result.is_error:
             try:
                 correction = correction_from_meta(result.meta)

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 
 from services.toolhost.app import ToolHost
-from services.toolhost.core import MissingApproval
+from services.toolhost.core import MAX_AUDIT_ENTRIES, MissingApproval, fitted_audit
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
@@ -49,5 +49,7 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
             raise
 
     async def Audit(self, request: pb.AuditRequest, context: grpc.aio.ServicerContext) -> pb.AuditResponse:
-        entries = await asyncio.to_thread(self.host.recent, request.session_id, request.run_id, request.limit or 50)
-        return pb.AuditResponse(entries=entries)
+        # SQLite reads a negative LIMIT as none at all: the whole log.
+        limit = max(1, min(request.limit or 50, MAX_AUDIT_ENTRIES))
+        entries = await asyncio.to_thread(self.host.recent, request.session_id, request.run_id, limit)
+        return pb.AuditResponse(entries=fitted_audit(entries))

@@ -25,6 +25,12 @@ class ToolHostSettings(CommonSettings):
         return self.state_dir / "audit.db"
 
     @property
+    def calls_journal_path(self) -> Path:
+        """The tool servers' record of the changes they carried out, by the tool host's key for each
+        call (`servers.journal`)."""
+        return self.state_dir / "toolhost" / "calls.db"
+
+    @property
     def trash_dir(self) -> Path:
         """Where deleted files go, each with a manifest that says where it came from."""
         return self.state_dir / "trash"

@@ -15,7 +15,7 @@ from services.gateway.app import Gateway
 from services.gateway.http import build_app
 from services.gateway.limits import GrpcLimits, TokenBuckets
 from services.gateway.server import GatewayServicer
-from switchboard import auth
+from switchboard import auth, keys
 from switchboard.auth import BearerAuth
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
@@ -133,3 +133,20 @@ async def test_the_page_is_served_without_the_token_and_may_load_nothing_from_el
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert (await http.get("/static/app.js", headers={"Authorization": ""})).status_code == 200
     assert "http://" not in page.text and "https://" not in page.text  # no CDN
+
+
+async def test_a_turn_sent_again_under_its_idempotency_key_is_the_same_run(  # noqa: ANN001
+    client, redis: aioredis.Redis
+) -> None:
+    http, _, _ = client
+    first = await http.post("/v1/turns", json={"text": "List my notes"}, headers={"Idempotency-Key": "req-1"})
+    again = await http.post("/v1/turns", json={"text": "List my notes"}, headers={"Idempotency-Key": "req-1"})
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert first.json()["run_id"] == again.json()["run_id"]
+    assert await redis.xlen(keys.TURNS) == 1  # published once
+    other = await http.post("/v1/turns", json={"text": "Delete my notes"}, headers={"Idempotency-Key": "req-1"})
+    assert other.status_code == 400 and "another request" in other.json()["error"]
+    fresh = await http.post("/v1/turns", json={"text": "List my notes"}, headers={"Idempotency-Key": "req-2"})
+    plain = await http.post("/v1/turns", json={"text": "List my notes"})
+    assert len({first.json()["run_id"], fresh.json()["run_id"], plain.json()["run_id"]}) == 3
+    assert await redis.xlen(keys.TURNS) == 3

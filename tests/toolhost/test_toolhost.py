@@ -18,7 +18,7 @@ from services.toolhost.sandbox import Sandbox
 from services.toolhost.servers.kit import Trash
 from services.toolhost.settings import ToolHostSettings
 from switchboard import keys
-from switchboard.approvals import UNDO, grant
+from switchboard.approvals import UNDO, consume, grant
 from switchboard.envelope import Envelope
 from switchboard.streams import StreamWorker, emit, publish
 from switchboard.v1 import switchboard_pb2 as pb
@@ -251,13 +251,9 @@ async def test_a_crashed_server_is_restarted(host: ToolHost, root: Path) -> None
     assert listed.status == pb.STEP_STATUS_SUCCEEDED, listed.error
 
 
-async def test_a_replayed_message_on_the_stream_is_refused_and_audited(
-    host: ToolHost, root: Path, redis: aioredis.Redis
-) -> None:
-    target = root / "report.txt"
-    args = json.dumps({"path": str(target), "content": "v2\n"})
-    key = "run1:1:gateway"
-    call = pb.ToolCall(
+def approved_write(args: str) -> pb.ToolCall:
+    """A person's approved write of step 1, as the stream carries it."""
+    return pb.ToolCall(
         run_id="run1",
         step=1,
         tool="filesystem.write_file",
@@ -265,6 +261,15 @@ async def test_a_replayed_message_on_the_stream_is_refused_and_audited(
         approval=approval("filesystem.write_file", args),
         session_id="session1",
     )
+
+
+async def test_a_replayed_message_on_the_stream_is_refused_and_audited(
+    host: ToolHost, root: Path, redis: aioredis.Redis
+) -> None:
+    target = root / "report.txt"
+    args = json.dumps({"path": str(target), "content": "v2\n"})
+    key = "run1:1:gateway"
+    call = approved_write(args)
     worker = ApprovedCallWorker(redis, host)
     stream = StreamWorker(
         redis,
@@ -289,3 +294,37 @@ async def test_a_replayed_message_on_the_stream_is_refused_and_audited(
     results = [pb.StepResult.FromString(Envelope.from_fields(f).body) for _, f in await redis.xrange(keys.RESULTS)]
     assert [r.status for r in results] == [pb.STEP_STATUS_SUCCEEDED, pb.STEP_STATUS_FAILED]
     assert results[1].failure == pb.FAILURE_MODE_APPROVAL_REFUSED
+
+
+async def test_a_call_cut_off_by_the_tool_host_dying_is_resumed_and_runs_once(
+    host: ToolHost, root: Path, redis: aioredis.Redis
+) -> None:
+    """What a tool host killed during a change leaves behind (the message claimed, the approval used,
+    the audit row begun, and the server that finished the change, recorded under the call's key) is
+    taken up by the next one: the outcome comes from the server's journal, the audit row is completed."""
+    target = root / "ledger.txt"
+    args = json.dumps({"path": str(target), "content": "v1\n"})
+    key = "run1:1:gateway"
+    call = approved_write(args)
+    # The first attempt, up to the moment its process was killed.
+    await redis.hset(keys.calls_key("run1"), f"claim:{key}", b"1")
+    assert await consume(redis, call.approval, key) is None
+    host.audit.begin(kind="call", tool=call.tool, arguments_json=args, confirmation="confirmed", run_id="run1", step=1)
+    await host.servers["filesystem"].call("write_file", json.loads(args), 30.0, key=key)
+    target.write_text("changed by the person since\n")
+
+    worker = ApprovedCallWorker(redis, host)
+    stream = StreamWorker(
+        redis, stream=keys.APPROVED, group=keys.GROUP_TOOLHOST, consumer="next", handler=worker.on_approved
+    )
+    await publish(redis, [emit(keys.APPROVED, "run1", 1, key, call.SerializeToString())])
+    await stream.run(burst=True)
+
+    assert target.read_text() == "changed by the person since\n"  # not written a second time
+    rows = host.audit.rows()
+    assert [(r["tool"], r["outcome"], r["confirmation"]) for r in rows] == [
+        ("filesystem.write_file", "succeeded", "confirmed")
+    ]
+    results = [pb.StepResult.FromString(Envelope.from_fields(f).body) for _, f in await redis.xrange(keys.RESULTS)]
+    assert [r.status for r in results] == [pb.STEP_STATUS_SUCCEEDED]
+    assert json.loads(results[0].content_json)["path"] == str(target)

@@ -26,3 +26,9 @@ META_OVERWRITES = "switchboard/overwrites"
 # A resource of the tool's server (a URI template over the arguments) whose JSON fields a preview may
 # name: what a draft id stands for, say.
 META_PREVIEW_FROM = "switchboard/preview_from"
+# The key the tool host sends a changing call under (in the request's `_meta`): the same call sent again
+# after the tool host restarted is answered from the server's journal instead of running twice
+# (`journal.CallJournal`). A call that cannot be answered so, because its earlier attempt stopped midway,
+# fails with `META_INTERRUPTED` set in the error result's `_meta`.
+META_CALL_KEY = "switchboard/call_key"
+META_INTERRUPTED = "switchboard/interrupted"

@@ -35,10 +35,15 @@ from services.toolhost.servers.kit import (
     tool,
 )
 from services.toolhost.settings import ToolHostSettings
+from switchboard.errors import MalformedMessage
+from switchboard.jsontext import DEFAULT_MAX_JSON_DEPTH, parse_limited_json
+from switchboard.paths import printable
 from switchboard.secrets import read_or_create_secret
 
 SERVER_NAME = "audit"
 MAX_ENTRIES = 500
+# The most of one call's arguments an entry shows; the log keeps them whole.
+MAX_ARGUMENT_CHARS = 4000
 TEMPLATES = ("summary", "detailed")
 
 
@@ -228,9 +233,11 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                     suggested_value=str(target.with_suffix(".pdf")),
                 ),
             )
-        signature = target.with_name(target.name + ".sig")
+        # The signature's own name is judged too: it is not the path given, and a link planted there
+        # (even a dangling one, which `exists` does not see) must not lead the write out of the roots.
+        signature = sandbox.resolve(str(target.with_name(target.name + ".sig")), follow_last=False)
         for path in (target, signature) if sign else (target,):
-            if path.exists():
+            if path.is_symlink() or path.exists():
                 raise ToolError(
                     f"{path} already exists and will not be overwritten; choose another name",
                     correction=Correction(f"{path} already exists", parameter="output_path"),
@@ -242,7 +249,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         if not sign:
             return ExportedReport(path=str(target), signed=False, undo=undo)
         key = _signing_key(settings)
-        signature.write_bytes(key.sign(target.read_bytes()))
+        with signature.open("xb") as written:  # never through a link that appeared since the check
+            written.write(key.sign(target.read_bytes()))
         undo.append(UndoAction(kind="remove_created", path=str(signature), sha256=sha256_of(signature)))
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return ExportedReport(
@@ -349,10 +357,16 @@ def _parse_time(value: str) -> str:
 
 
 def _loads(raw: str) -> Any:
+    """A logged JSON column as its value, or as the text it is when it is no JSON an answer can carry: a
+    call refused for its arguments is logged with them as they came (not JSON, nested too deep,
+    numbers too long to read, half a surrogate pair), and one such row must not make the log unreadable.
+    Arguments longer than `MAX_ARGUMENT_CHARS` are shown cut, as text: a report lists many calls."""
+    if len(raw) > MAX_ARGUMENT_CHARS:
+        return printable(raw[:MAX_ARGUMENT_CHARS]) + f"… ({len(raw) - MAX_ARGUMENT_CHARS} more characters)"
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+        return parse_limited_json(raw, DEFAULT_MAX_JSON_DEPTH)
+    except MalformedMessage:
+        return printable(raw)
 
 
 def main() -> None:

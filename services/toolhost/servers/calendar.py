@@ -121,17 +121,27 @@ def parse_when(raw: str, what: str, parameter: str | None = None) -> When:
             correction=Correction(f"{raw!r} is not a full date", parameter=parameter or what),
         )
     try:
-        return When(local_midnight(_ISO.parse_isodate(text)), True)
+        day: date | None = _ISO.parse_isodate(text)
     except ValueError:
-        pass
+        day = None
     try:
-        moment = _ISO.isoparse(text)
+        moment = _ISO.isoparse(text) if day is None else None
     except ValueError as exc:
         raise ToolError(
             f"{what}: {raw!r} is not a date or time I can read. {DATE_FORMATS}",
             correction=Correction(f"{raw!r} is not an ISO 8601 date or time", parameter=parameter or what),
         ) from exc
-    return When(moment if moment.tzinfo is not None else moment.astimezone(), False)
+    try:
+        if day is not None:
+            return When(local_midnight(day), True)
+        assert moment is not None
+        return When(moment if moment.tzinfo is not None else moment.astimezone(), False)
+    except (ValueError, OverflowError) as exc:  # local time at the very edge of year 1 or 9999
+        raise ToolError(
+            f"{what}: {raw!r} is too close to the first or last day a date can have; give a date between "
+            "the years 2 and 9998.",
+            correction=Correction(f"{raw!r} is out of range", parameter=parameter or what),
+        ) from exc
 
 
 def local_midnight(day: date) -> datetime:

@@ -265,6 +265,8 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                 f"{db} is a folder. Give a database file path inside it, e.g. {db / 'data.sqlite'}.",
                 correction=Correction(f"{db_path!r} is a folder, not a file", parameter="db_path"),
             )
+        # The table is added to the file itself, not to a copy renamed over it.
+        sandbox.in_place(db)
         columns = _sqlite_columns(data)
         existed = db.exists()
         if existed:

@@ -359,7 +359,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         text, use document.extract_text. To make a PDF or DOCX from text you write, use document.create_pdf
         or document.create_docx.
         """
-        source = existing_file(resolve(path), path)
+        source = _within_limit(existing_file(resolve(path), path))
         source_format = _format_of(source)
         wanted = target_format.strip().lower().lstrip(".")
         target: Format | None = TARGET_ALIASES.get(wanted)
@@ -718,7 +718,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         Returns up to 1000 rows and the total count. For all sheets as plain text, use
         document.extract_text. To turn XLSX into CSV or back, use document.convert_format.
         """
-        file = existing_file(resolve(path), path)
+        file = _within_limit(existing_file(resolve(path), path))
         fmt = _format_of(file)
         notes: list[str] = []
         if fmt == "xlsx":
@@ -728,7 +728,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             if sheet is not None:
                 notes.append(f"A CSV file has one sheet; sheet {sheet!r} was ignored.")
             sheet_name, sheets = None, []
-            table = _spreadsheet_table(iter(_csv_rows(file, notes)))
+            table = _spreadsheet_table(_csv_rows(file, notes))
         else:
             raise ToolError(
                 f"{file} is a {fmt} file, not a spreadsheet. read_spreadsheet reads .xlsx, .xlsm, .csv and .tsv; "
@@ -775,10 +775,7 @@ def _format_of(path: Path) -> Format:
 
 def _load(path: Path) -> LoadedDocument:
     """Read any supported document into blocks and text."""
-    fmt = _format_of(path)
-    size = path.stat().st_size
-    if size > MAX_INPUT_BYTES:
-        raise ToolError(f"{path} is {size} bytes, more than the {MAX_INPUT_BYTES // (1024 * 1024)} MiB this reads.")
+    fmt = _format_of(_within_limit(path))
     readers: dict[Format, Callable[[Path], LoadedDocument]] = {
         "pdf": _load_pdf,
         "docx": _load_docx,
@@ -789,6 +786,14 @@ def _load(path: Path) -> LoadedDocument:
         "csv": _load_csv,
     }
     return readers[fmt](path)
+
+
+def _within_limit(path: Path) -> Path:
+    """`path`, if it is small enough to be read whole; a tool error saying how big it is otherwise."""
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise ToolError(f"{path} is {size} bytes, more than the {MAX_INPUT_BYTES // (1024 * 1024)} MiB this reads.")
+    return path
 
 
 def _open_pdf(path: Path) -> PdfReader:
@@ -902,7 +907,7 @@ def _load_plain_text(path: Path) -> LoadedDocument:
 
 def _load_csv(path: Path) -> LoadedDocument:
     notes: list[str] = []
-    rows = _trimmed(_csv_rows(path, notes))
+    rows = _trimmed(list(_csv_rows(path, notes)))
     blocks = [Block("table", rows=tuple(tuple(r) for r in rows))] if rows else []
     return LoadedDocument("csv", blocks, _read_text(path, []), notes=notes)
 
@@ -916,7 +921,8 @@ def _read_text(path: Path, notes: list[str]) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _csv_rows(path: Path, notes: list[str]) -> list[list[str]]:
+def _csv_rows(path: Path, notes: list[str]) -> Iterator[list[str]]:
+    """The rows of a CSV (or TSV) file, one at a time: a spreadsheet read keeps only its first rows."""
     text = _read_text(path, notes)
     if path.suffix.lower() == ".tsv":
         delimiter = "\t"
@@ -926,7 +932,7 @@ def _csv_rows(path: Path, notes: list[str]) -> list[list[str]]:
         except csv.Error:
             delimiter = ","  # a single column, or too little text to tell
     try:
-        return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+        yield from csv.reader(io.StringIO(text), delimiter=delimiter)
     except csv.Error as exc:
         raise ToolError(f"{path} is not valid CSV ({exc}).") from exc
 

@@ -11,6 +11,7 @@ JSON lines to `<state_dir>/watchers/<watcher_id>.jsonl`, until the server stops.
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import json
 import logging
@@ -57,6 +58,7 @@ from services.toolhost.servers.kit import (
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
+from switchboard.paths import printable
 
 log = logging.getLogger("services.toolhost.servers.filesystem")  # not "__main__" under `python -m`
 
@@ -222,6 +224,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                     suggested_tool="document.extract_text",
                 ),
             )
+        _known_encoding(encoding, "Use utf-8, or latin-1 for older files.")
         data = file.read_bytes()
         try:
             text = data.decode(encoding)
@@ -234,6 +237,9 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             raise _not_text(file, f"it is not valid {encoding}", try_latin1=encoding.lower() != "latin-1") from exc
         if "\0" in text:
             raise _not_text(file, "it holds binary data", try_latin1=False)
+        if _SURROGATE.search(text):
+            # Codecs such as unicode_escape can decode to halves of characters, which no answer can carry.
+            raise _not_text(file, f"reading it as {encoding} gives text that is not valid Unicode", try_latin1=False)
         return FileContent(path=str(file), content=text, size=size, encoding=encoding)
 
     @tool(
@@ -258,6 +264,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                 f"{target} is a folder. Give a file path inside it, e.g. {target / 'notes.txt'}.",
                 correction=Correction(f"{path!r} is a folder, not a file", parameter="path"),
             )
+        _known_encoding(encoding, "Use utf-8.")
         try:
             data = content.encode(encoding)
         except LookupError as exc:
@@ -584,6 +591,20 @@ def _refuse_existing(destination: Path) -> None:
         )
 
 
+# Half of a UTF-16 surrogate pair: text holding one cannot be encoded as UTF-8, so no answer can carry it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _known_encoding(encoding: str, advice: str) -> None:
+    """A tool error unless Python has a codec called `encoding`."""
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, ValueError) as exc:  # ValueError: a name no codec could have (a NUL in it)
+        raise ToolError(
+            f"Unknown encoding {encoding!r}. {advice}", correction=_utf8(f"unknown encoding {encoding!r}")
+        ) from exc
+
+
 def _utf8(problem: str) -> Correction:
     return Correction(problem, parameter="encoding", suggested_value="utf-8")
 
@@ -629,7 +650,13 @@ def _walk(folder: Path, recursive: bool) -> Iterator[FileInfo]:
         except FileNotFoundError:
             continue  # removed while we were listing
         kind = _entry_type(info.st_mode)
-        yield FileInfo(name=entry.name, path=entry.path, type=kind, size=info.st_size, modified=iso(info.st_mtime))
+        yield FileInfo(
+            name=printable(entry.name),
+            path=printable(entry.path),
+            type=kind,
+            size=info.st_size,
+            modified=iso(info.st_mtime),
+        )
         if recursive and kind == "dir":
             yield from _walk(Path(entry.path), True)
 

@@ -35,22 +35,25 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as McpToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from services.toolhost.sandbox import PathOutsideSandbox
 from services.toolhost.servers import (
+    META_CALL_KEY,
     META_CONFIRMATION_REQUIRED,
     META_CORRECTION,
     META_DESTRUCTIVE,
+    META_INTERRUPTED,
     META_OVERWRITES,
     META_PREVIEW,
     META_PREVIEW_FROM,
     META_TARGET,
     META_UNDO_SUPPORTED,
 )
+from services.toolhost.servers.journal import CallJournal, Interrupted, Replayed
 from services.toolhost.settings import ToolHostSettings
 from switchboard.errors import InvalidRequest
 from switchboard.telemetry import setup_logging
@@ -68,6 +71,7 @@ __all__ = [
     "existing_dir",
     "existing_file",
     "iso",
+    "keep_journal",
     "missing",
     "report_expected_failures",
     "serve",
@@ -309,12 +313,12 @@ def _check_result_type(fn: Callable[..., Any], effects: Effects) -> None:
         )
 
 
-def _guarded(fn: Callable[_P, _R], effects: Effects) -> Callable[_P, Any]:
+def _guarded(fn: Callable[_P, _R], effects: Effects) -> Callable[..., Any]:
     name = fn.__name__
     reported = report_expected_failures(fn)
+    returns = typing.get_type_hints(fn).get("return")
 
-    @functools.wraps(fn)
-    def call(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+    def run(args: Any, kwargs: Any) -> Any:
         try:
             result = reported(*args, **kwargs)
         except ToolError as exc:
@@ -328,7 +332,79 @@ def _guarded(fn: Callable[_P, _R], effects: Effects) -> Callable[_P, Any]:
             )
         return result
 
+    @functools.wraps(fn)
+    def call(*args: Any, call_context: Context | None = None, **kwargs: Any) -> Any:
+        journal, key = _journal_and_key(call_context)
+        if effects.read_only or journal is None or not key:
+            return run(args, kwargs)
+        try:
+            outcome = journal.once(key, name, lambda: run(args, kwargs), _recorded, _recorded_error)
+        except Interrupted as exc:
+            return _interrupted(name, str(exc))
+        return _revived(outcome.outcome, returns) if isinstance(outcome, Replayed) else outcome
+
+    # The SDK hands the request's context to the parameter annotated `Context`, and leaves it out of
+    # the tool's input schema. The annotations are evaluated here, in the tool's own module.
+    signature = inspect.signature(fn, eval_str=True)
+    context = inspect.Parameter("call_context", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
+    call.__signature__ = signature.replace(parameters=[*signature.parameters.values(), context])  # type: ignore[attr-defined]
+    call.__annotations__ = {**typing.get_type_hints(fn), "call_context": Context}
     return call
+
+
+def keep_journal(server: MCPServer, journal: CallJournal) -> None:
+    """Have `server`'s changing tools record each call sent with a key (`META_CALL_KEY`) in `journal`,
+    and answer the same call sent again from it."""
+    setattr(server, _JOURNAL_ATTRIBUTE, journal)
+
+
+_JOURNAL_ATTRIBUTE = "switchboard_call_journal"
+
+
+def _journal_and_key(context: Context | None) -> tuple[CallJournal | None, str]:
+    if context is None:
+        return None, ""
+    try:
+        journal = getattr(context.mcp_server, _JOURNAL_ATTRIBUTE, None)
+        meta = context.request_context.meta or {}
+    except (ValueError, AttributeError):  # no request in progress (a tool function called directly)
+        return None, ""
+    key = meta.get(META_CALL_KEY, "")
+    return journal, key if isinstance(key, str) else ""
+
+
+def _recorded(result: Any) -> dict[str, Any]:
+    """A tool's result as the journal keeps it."""
+    if isinstance(result, CallToolResult):
+        return {"call_result": result.model_dump(mode="json", by_alias=True)}
+    if isinstance(result, BaseModel):
+        return {"model": result.model_dump(mode="json")}
+    return {"value": json.loads(json.dumps(result, default=str))}
+
+
+def _recorded_error(exc: Exception) -> dict[str, Any]:
+    return {"error": str(exc)}
+
+
+def _revived(outcome: dict[str, Any], returns: Any) -> Any:
+    """A result as the tool gave it when it ran, from the journal (a failure is raised again)."""
+    if "error" in outcome:
+        raise ToolError(outcome["error"])
+    if "call_result" in outcome:
+        return CallToolResult.model_validate(outcome["call_result"])
+    if "model" in outcome and isinstance(returns, type) and issubclass(returns, BaseModel):
+        return returns.model_validate(outcome["model"])
+    return outcome.get("value", outcome.get("model"))
+
+
+def _interrupted(tool_name: str, message: str) -> CallToolResult:
+    """The failure of a call whose earlier attempt stopped midway: marked so the tool host can tell."""
+    log.warning("Tool %r not repeated: %s", tool_name, message)
+    return CallToolResult(
+        content=[TextContent(type="text", text=ERROR_PREFIX.format(tool=tool_name) + message)],
+        is_error=True,
+        _meta={META_INTERRUPTED: True},
+    )
 
 
 def _undo_actions(result: Any) -> list[Any]:
@@ -551,4 +627,6 @@ def serve(build_server: Callable[[ToolHostSettings], MCPServer], name: str) -> N
     """Run a server over stdio with the tool host's settings; logs go to stderr."""
     settings = ToolHostSettings()
     setup_logging(f"toolhost.{name}", settings.log_level)
-    build_server(settings).run("stdio")
+    server = build_server(settings)
+    keep_journal(server, CallJournal(settings.calls_journal_path, settings.call_timeout_seconds))
+    server.run("stdio")

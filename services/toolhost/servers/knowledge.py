@@ -43,6 +43,7 @@ from services.toolhost.servers.kit import (
     tool,
 )
 from services.toolhost.settings import ToolHostSettings
+from switchboard.paths import printable
 from switchboard.settings import default_embedding_path
 
 log = logging.getLogger("services.toolhost.servers.knowledge")
@@ -395,10 +396,16 @@ def _sync(
     for count, path in enumerate(p for p in _candidates(folder, recursive) if _kind_of(p, types)):
         if count >= MAX_FILES_PER_CALL:
             report.failed.append(
-                FailedFile(path=str(path), reason=f"more than {MAX_FILES_PER_CALL} files; index subfolders one by one")
+                FailedFile(
+                    path=printable(path), reason=f"more than {MAX_FILES_PER_CALL} files; index subfolders one by one"
+                )
             )
             break
         key = str(path)
+        if printable(key) != key:
+            # The index keeps paths as text, and no answer could name this file so that it opens.
+            report.failed.append(FailedFile(path=printable(key), reason="its name is not valid UTF-8; rename it"))
+            continue
         seen.add(key)
         info = path.stat()
         old = stored.get(key)

@@ -48,6 +48,7 @@ from services.toolhost.servers.kit import (
     write_atomically,
 )
 from services.toolhost.settings import ToolHostSettings
+from switchboard.paths import printable
 
 log = logging.getLogger("services.toolhost.servers.security")
 
@@ -522,7 +523,7 @@ class _Walk:
     def skip(self, path: Path, reason: str) -> None:
         self.skipped_count += 1
         if len(self.skipped) < MAX_SKIPPED_LISTED:
-            self.skipped.append(SkippedFile(path=str(path), reason=reason))
+            self.skipped.append(SkippedFile(path=printable(path), reason=reason))
 
 
 def _files_below(target: Path) -> Iterator[Path]:
@@ -590,7 +591,7 @@ def _scan(target: Path, detectors: tuple[Detector, ...], kinds: list[str]) -> Sc
                     break
                 findings.append(
                     Finding(
-                        path=str(path),
+                        path=printable(path),
                         line=number,
                         column=m.start + 1,
                         kind=m.kind,
@@ -614,7 +615,7 @@ def _scan(target: Path, detectors: tuple[Detector, ...], kinds: list[str]) -> Sc
 
 def _duplicate_file(path: Path, digest: str | None = None) -> DuplicateFile:
     info = path.stat()
-    return DuplicateFile(path=str(path), size=info.st_size, modified=iso(info.st_mtime), sha256=digest)
+    return DuplicateFile(path=printable(path), size=info.st_size, modified=iso(info.st_mtime), sha256=digest)
 
 
 def _oldest_first(paths: list[Path]) -> list[Path]:
@@ -789,7 +790,12 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
             if same_bytes:
                 wasted += sum(p.stat().st_size for p in ordered[1:])
                 findings.extend(
-                    Finding(path=str(p), kind="duplicate_file", category="duplicate", duplicate_of=str(ordered[0]))
+                    Finding(
+                        path=printable(p),
+                        kind="duplicate_file",
+                        category="duplicate",
+                        duplicate_of=printable(ordered[0]),
+                    )
                     for p in ordered[1:]
                 )
         return DuplicateResult(
@@ -962,7 +968,11 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
                 correction=Correction("output_path is the encrypted file itself", parameter="output_path"),
             )
         _refuse_key_store(target, keys, "output path", "output_path")
-        data = source.read_bytes()
+        # The header first: a large file that is not one of ours is refused without being read.
+        with source.open("rb") as encrypted:
+            data = encrypted.read(ENC_HEADER_BYTES + 16)
+            if len(data) == ENC_HEADER_BYTES + 16 and data.startswith(ENC_MAGIC):
+                data += encrypted.read()
         if len(data) < ENC_HEADER_BYTES + 16 or not data.startswith(ENC_MAGIC):
             raise ToolError(
                 f"{source} is not a file encrypted by security.encrypt_file (its header is missing), "

@@ -45,6 +45,8 @@ log = logging.getLogger("services.toolhost.servers.task")  # not "__main__" unde
 SERVER_NAME = "task"
 DB_NAME = "tasks.db"
 MAX_TASKS = 500
+# Task ids are SQLite row ids: a larger number names no task and cannot even be looked up.
+MAX_TASK_ID = 2**63 - 1
 
 Source = Literal["meeting", "email", "manual", "clipboard"]
 Status = Literal["pending", "completed"]
@@ -328,7 +330,7 @@ def build_server(settings: ToolHostSettings) -> MCPServer:
         Effects.changes(destructive=False, undoable=False, idempotent=True, preview="Change task {task_id}: {updates}"),
     )
     def update_task(
-        task_id: Annotated[int, Field(description="The task's id, as shown by task.list_tasks.")],
+        task_id: Annotated[int, Field(ge=1, le=MAX_TASK_ID, description="The task's id, as shown by task.list_tasks.")],
         updates: Annotated[
             dict[str, Any],
             Field(
