@@ -23,6 +23,9 @@ import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from switchboard import keys
@@ -73,10 +76,14 @@ def connect_redis(
         decode_responses=False,
         socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=5.0,
+        # After Redis restarted, a connection left in the pool from before fails its next command:
+        # that command is tried once more on a new connection rather than reported as an outage.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
     )
     if password:
         pool.connection_kwargs["password"] = password
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
 
 
 # How long a service waits at start for Redis to answer (to start, or to load its data) before it gives up.
