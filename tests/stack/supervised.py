@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +16,18 @@ import redis
 
 from switchboard.settings import SERVICE_NAMES
 from switchboard.status import collect_status
-from switchboard.supervisor import parse_replicas
+from switchboard.supervisor import REPLICA_PORT_STEP, parse_replicas
+from tests.conftest import free_port
 from tests.stack.harness import PROJECT_ROOT, Stack
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class SupervisedStack(Stack):
@@ -27,8 +38,24 @@ class SupervisedStack(Stack):
     ) -> None:
         super().__init__("", state_dir, allowed_roots, {**(settings or {}), "SWITCHBOARD_REPLICAS": replicas})
         del self.env["SWITCHBOARD_REDIS_URL"]  # the supervisor starts a Redis of its own
-        self.expected = sum(parse_replicas(replicas).get(name, 1) for name in SERVICE_NAMES)
+        counts = parse_replicas(replicas)
+        self.expected = sum(counts.get(name, 1) for name in SERVICE_NAMES)
+        self._spread_ports(counts)
         self.supervisor: subprocess.Popen[bytes] | None = None
+
+    def _spread_ports(self, counts: dict[str, int]) -> None:
+        """Ports for every service and replica that are free and all different: replica i of a service
+        listens on its first port + 10·i, which a port drawn at random for another service may be."""
+        taken = {self.http_port}
+        for name in SERVICE_NAMES:
+            for setting in (f"SWITCHBOARD_{name.upper()}_ADDR", f"SWITCHBOARD_{name.upper()}_METRICS_PORT"):
+                while True:
+                    port = free_port()
+                    ports = {port + REPLICA_PORT_STEP * i for i in range(counts.get(name, 1))}
+                    if not ports & taken and all(_free(p) for p in ports):
+                        break
+                taken |= ports
+                self.env[setting] = f"127.0.0.1:{port}" if setting.endswith("_ADDR") else str(port)
 
     def start(self, timeout: float = 300.0) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
