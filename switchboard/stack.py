@@ -32,6 +32,7 @@ from switchboard.errors import ConfigurationError
 from switchboard.secrets import read_or_create_secret
 from switchboard.settings import PROJECT_ROOT, SERVICE_NAMES, CommonSettings
 from switchboard.status import redacted
+from switchboard.streams import process_alive
 from switchboard.supervisor import Program, Record, RestartHook, Supervisor, parse_replicas, plan, read_procfile
 
 STACK_PID = "stack.pid"
@@ -248,9 +249,9 @@ def stop(settings: CommonSettings) -> int:
     pid = int(pid_file.read_text())
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if process_alive(pid):
         # The supervisor did not stop in time: kill it and every program it started (each runs in a
         # process group of its own).
         os.killpg(pid, signal.SIGKILL)
@@ -272,21 +273,9 @@ def _supervised_pids(state_file: Path) -> list[int]:
 
 def _alive(pid_file: Path) -> bool:
     try:
-        return _pid_alive(int(pid_file.read_text()))
+        return process_alive(int(pid_file.read_text()))
     except (FileNotFoundError, ValueError):
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped) counts as gone.
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from switchboard.streams import process_alive
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
@@ -138,16 +140,6 @@ class Replayed:
 
 
 def _running(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (a zombie has)."""
-    if pid == os.getpid():
-        return False  # this process is not running the call: it is asking about it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
+    """Whether another process, `pid`, is still carrying a call out (this process is asking about it,
+    so it is not)."""
+    return pid != os.getpid() and process_alive(pid)
