@@ -30,9 +30,10 @@ help:  ## list the targets
 # Debian packages the tools use: Redis for the streams, Tesseract for OCR, Poppler to rasterise PDFs,
 # eSpeak NG and SoX to make test speech, Xvfb and xclip for the clipboard on a virtual display, DejaVu
 # fonts for PDFs with text beyond Latin-1, Chromium for the web page's browser test (Playwright drives
-# Debian's build; it never downloads a browser of its own).
-DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip fonts-dejavu-core chromium
-DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip chromium
+# Debian's build; it never downloads a browser of its own), Prometheus and promtool to check the
+# monitoring against a running stack, and docker-compose to validate compose.yaml (no engine needed).
+DEBIAN_PACKAGES := redis-server tesseract-ocr tesseract-ocr-eng poppler-utils espeak-ng sox xvfb xclip fonts-dejavu-core chromium prometheus docker-compose
+DEBIAN_COMMANDS := redis-server tesseract pdftoppm espeak-ng sox Xvfb xclip chromium prometheus promtool docker-compose
 DEBIAN_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 setup: $(INSTALLED) $(STUBS) $(LLM) system-packages train  ## virtual environment, dependencies, stubs, models, Debian packages, the trained encoder

@@ -124,7 +124,32 @@ def plan(
             if count > 1:
                 env[f"SWITCHBOARD_{name.upper()}_METRICS_PORT"] = str(metrics)
             programs.append(Program(name, command, replica, env))
+    _refuse_shared_ports(procfile, replicas, addresses, metrics_ports)
     return shared, programs
+
+
+def _refuse_shared_ports(
+    procfile: Mapping[str, tuple[str, ...]],
+    replicas: Mapping[str, int],
+    addresses: Mapping[str, str],
+    metrics_ports: Mapping[str, int],
+) -> None:
+    """Raise `ConfigurationError` if two processes would listen on one port: replica i takes its
+    service's ports + 10·i, which may land on another service's configured port."""
+    taken: dict[int, str] = {}
+    for name in procfile:
+        count = replicas.get(name, 1)
+        host, _, grpc_port = addresses[name].rpartition(":")
+        first_ports = {"metrics": metrics_ports[name]}
+        # An address by a name other than localhost (a Compose host, say) is not this machine's to check.
+        if grpc_port.isdigit() and (host == "localhost" or host.replace(".", "").isdigit()):
+            first_ports["gRPC"] = int(grpc_port)
+        for what, first in first_ports.items():
+            for replica, port in enumerate(replica_ports(first, count)):
+                label = f"{name} {what}" + (f" (replica {replica})" if count > 1 else "")
+                if port in taken:
+                    raise ConfigurationError(f"{label} and {taken[port]} would both listen on port {port}")
+                taken[port] = label
 
 
 def restart_delay(quick_failures: int) -> float:

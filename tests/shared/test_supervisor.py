@@ -83,6 +83,20 @@ def test_replicas_need_an_address_with_a_port_number() -> None:
         plan(read_procfile(PROCFILE), {"planner": 2}, {}, {})
 
 
+def test_a_replica_whose_port_another_service_has_is_refused() -> None:
+    procfile = read_procfile(PROCFILE)
+    # The router's second replica would take gRPC port 7324, which the tool host is configured with.
+    addresses = {"toolhost": "127.0.0.1:7324", "router": "127.0.0.1:7314"}
+    with pytest.raises(ConfigurationError, match=r"router gRPC \(replica 1\) and toolhost gRPC .* port 7324"):
+        plan(procfile, {"router": 2}, addresses, {"toolhost": 9315, "router": 9314})
+    with pytest.raises(ConfigurationError, match="port 9315"):
+        plan(
+            procfile, {}, {"toolhost": "127.0.0.1:7315", "router": "127.0.0.1:7314"}, {"toolhost": 9315, "router": 9315}
+        )
+    # Ports of a named host are not this machine's to check.
+    plan(procfile, {}, {"toolhost": "toolhost:7314", "router": "router:7314"}, {"toolhost": 9315, "router": 9314})
+
+
 def test_restarts_back_off_and_are_capped() -> None:
     delays = [restart_delay(n) for n in range(1, 10)]
     assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
