@@ -19,7 +19,8 @@ from typing import Any
 
 import grpc
 
-from switchboard.telemetry import AUTH_REFUSALS
+from switchboard.metrics import AUTH_REFUSALS
+from switchboard.rpc_tracing import client_interceptors, with_metadata
 
 METADATA_KEY = "authorization"
 SCHEME = "Bearer "
@@ -115,25 +116,13 @@ class BearerAuth(CallGate):
         return refusal_handler(handler, self.why)
 
 
-def _with_credential(
-    metadata: tuple[tuple[str, str]], details: grpc.aio.ClientCallDetails
-) -> grpc.aio.ClientCallDetails:
-    presented_metadata = grpc.aio.Metadata(*metadata)
-    for key, value in details.metadata or ():
-        if key != METADATA_KEY:
-            presented_metadata.add(key, value)
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, presented_metadata, details.credentials, details.wait_for_ready
-    )
-
-
 # An asyncio channel sorts its interceptors by kind, taking each as one kind only: one class per kind.
 class _PresentingUnary(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, secret: str) -> None:
         self.metadata = bearer(secret)
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_credential(self.metadata, client_call_details), request)
+        return await continuation(with_metadata(client_call_details, dict(self.metadata)), request)
 
 
 class _PresentingStream(grpc.aio.UnaryStreamClientInterceptor):
@@ -141,12 +130,13 @@ class _PresentingStream(grpc.aio.UnaryStreamClientInterceptor):
         self.metadata = bearer(secret)
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_credential(self.metadata, client_call_details), request)
+        return await continuation(with_metadata(client_call_details, dict(self.metadata)), request)
 
 
 def channel(addr: str, secret: str, spread: bool = False) -> grpc.aio.Channel:
-    """An asyncio channel to `addr` whose every call presents `secret`; with `spread`, calls go round
-    the addresses the name resolves to (every replica of a scaled service) instead of to the first."""
+    """An asyncio channel to `addr` whose every call presents `secret` and is traced (a CLIENT span, its
+    context in the call's metadata: `switchboard.rpc_tracing`); with `spread`, calls go round the
+    addresses the name resolves to (every replica of a scaled service) instead of to the first."""
     # A callee that restarted is reached again within a second or two rather than after gRPC's
     # default reconnect backoff, which grows to two minutes.
     options: list[tuple[str, int | str]] = [
@@ -156,7 +146,9 @@ def channel(addr: str, secret: str, spread: bool = False) -> grpc.aio.Channel:
     if spread:
         options.append(("grpc.lb_policy_name", "round_robin"))
     return grpc.aio.insecure_channel(
-        addr, options=options, interceptors=[_PresentingUnary(secret), _PresentingStream(secret)]
+        addr,
+        options=options,
+        interceptors=[*client_interceptors(addr), _PresentingUnary(secret), _PresentingStream(secret)],
     )
 
 

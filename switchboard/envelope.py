@@ -55,3 +55,8 @@ def step_key(run_id: str, step: int, stage: str) -> str:
     its effect and its acknowledgement) produces a message the next stage recognises as seen.
     """
     return f"{run_id}:{step}:{stage}"
+
+
+def as_text(value: bytes | str) -> str:
+    """A value Redis or gRPC gave as bytes or as text (by how the client was made), as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -93,9 +93,22 @@ def contents_key(run_id: str) -> str:
     return f"{PREFIX}:contents:{run_id}"
 
 
+def trace_key(run_id: str) -> str:
+    """The W3C traceparent of the gateway's span that took the run's turn, so that what a person decides
+    later (in another request) is traced in the turn's trace."""
+    return f"{PREFIX}:trace:{run_id}"
+
+
 def run_keys(run_id: str) -> tuple[str, ...]:
     """Every key that holds something of one run."""
-    return (run_key(run_id), run_events_key(run_id), done_key(run_id), calls_key(run_id), contents_key(run_id))
+    return (
+        run_key(run_id),
+        run_events_key(run_id),
+        done_key(run_id),
+        calls_key(run_id),
+        contents_key(run_id),
+        trace_key(run_id),
+    )
 
 
 def session_key(session_id: str) -> str:

@@ -29,7 +29,7 @@ from redis.exceptions import WatchError
 
 from switchboard import keys
 from switchboard.errors import NotFound
-from switchboard.telemetry import RECORD_WRITES
+from switchboard.metrics import RECORD_WRITES, RUNS_FINISHED
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -366,7 +366,8 @@ class RunStore:
         also: Callable[[Pipeline, pb.Run, T], None] | None = None,
     ) -> tuple[pb.Run, T]:
         """Apply `mutate` to the record atomically, append the `events` it makes and queue `also` in the
-        same transaction."""
+        same transaction. A write that gives the run a final status it did not have counts it in
+        `switchboard_runs_finished_total` (once: a message handled again finds the run finished)."""
         key = keys.run_key(run_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -376,6 +377,7 @@ class RunStore:
                     if raw is None:
                         raise NotFound(f"no run {run_id!r}")
                     run = pb.Run.FromString(raw)
+                    was_final = run.status in FINAL_STATUSES
                     result = mutate(run)
                     pipe.multi()
                     pipe.set(key, run.SerializeToString(), ex=keys.RUN_TTL_SECONDS)
@@ -389,6 +391,8 @@ class RunStore:
                         also(pipe, run, result)
                     await pipe.execute()
                     RECORD_WRITES.labels(stage=self.stage).inc()
+                    if run.status in FINAL_STATUSES and not was_final:
+                        RUNS_FINISHED.labels(status=status_name(run.status)).inc()
                     return run, result
                 except WatchError:
                     continue

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import redis.asyncio as aioredis
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 from redis.asyncio.retry import Retry
@@ -31,6 +32,9 @@ from redis.exceptions import RedisError
 from switchboard import keys
 from switchboard.auth import BearerAuth
 from switchboard.decoding import RefuseUndecodable
+from switchboard.errors import ConfigurationError
+from switchboard.metrics import AUTH_REFUSALS, start_series
+from switchboard.rpc_tracing import ServerTracing
 from switchboard.secrets import read_or_create_secret
 from switchboard.settings import CommonSettings
 from switchboard.streams import (
@@ -45,6 +49,7 @@ from switchboard.streams import (
     trim_acknowledged,
 )
 from switchboard.telemetry import setup_logging, setup_tracing
+from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,14 @@ async def wait_for_redis(redis: aioredis.Redis, stop: asyncio.Event, limit: floa
         return
 
 
+def proto_service(service: str) -> ServiceDescriptor:
+    """The proto service a Switchboard service serves (`toolhost` → `switchboard.v1.ToolHost`)."""
+    for described in pb.DESCRIPTOR.services_by_name.values():
+        if described.name.lower() == service:
+            return described
+    raise ConfigurationError(f"no gRPC service named {service!r} in the proto")
+
+
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine on uvloop: its event loop (libuv, in C) takes a good part of the
     per-message cost of asyncio's own off every hop of a step."""
@@ -161,10 +174,16 @@ class ServiceRuntime:
         else:
             auth = BearerAuth([self.internal_key], "this API is for Switchboard's own services")
         options = [("grpc.max_receive_message_length", max_message_bytes)] if max_message_bytes else []
-        # Last, so that a caller without a credential is refused as such whatever bytes it sent.
-        server = grpc.aio.server(interceptors=[auth, *interceptors, RefuseUndecodable()], options=options)
+        # Tracing first, so that its span covers every call, refused ones too, and the handler runs in
+        # it; the undecodable check last, so that a caller without a credential is refused as such
+        # whatever bytes it sent.
+        server = grpc.aio.server(
+            interceptors=[ServerTracing(), auth, *interceptors, RefuseUndecodable()], options=options
+        )
         register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        served = proto_service(self.name)
+        start_series(AUTH_REFUSALS, ({"method": f"/{served.full_name}/{m.name}"} for m in served.methods))
         listen = self.settings.grpc_listen(self.name)
         if server.add_insecure_port(listen) == 0:
             raise OSError(f"{self.name}: cannot listen on {listen}")
@@ -205,7 +224,7 @@ class ServiceRuntime:
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", f"switchboard.v1.{self.name.capitalize()}"):
+        for service in ("", proto_service(self.name).full_name):
             await self.health.set(service, status)
 
     def redelivery(self, stage_timeout_seconds: float) -> Redelivery:

@@ -34,19 +34,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from switchboard import keys
-from switchboard.envelope import Envelope
+from switchboard.envelope import Envelope, as_text
 from switchboard.errors import ConfigurationError, MalformedMessage, SwitchboardError
-from switchboard.telemetry import (
+from switchboard.metrics import (
     DEAD_LETTERED,
     REDIS_OUTAGES,
     STAGE_ERRORS,
+    STAGE_WAIT,
+    STREAM_LAG,
     STREAM_LENGTH,
     STREAM_PENDING,
-    STREAM_WAIT,
-    consume_span,
-    current_traceparent,
-    timed,
+    timed_work,
 )
+from switchboard.telemetry import consume_span, produce_span
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class RedisOutage:
     def __init__(self, loop: str, jitter: Callable[[], float] = random.random) -> None:
         self.loop = loop
         self.jitter = jitter
+        REDIS_OUTAGES.labels(loop=loop)  # at 0 until the first outage, so that one shows as an increase
         self.attempts = 0
         self.since = 0.0
 
@@ -220,8 +221,9 @@ DuplicateHandler = Callable[[Envelope], Awaitable[None]]
 
 
 def emit(stream: str, run_id: str, step: int, key: str, body: bytes) -> Emit:
-    """An `Emit` whose envelope carries the current span's traceparent."""
-    return Emit(stream, Envelope(run_id, step, key, current_traceparent(), body))
+    """An `Emit` whose envelope carries the traceparent of its PRODUCER span (`send <stream>`), a child
+    of the current span."""
+    return Emit(stream, Envelope(run_id, step, key, produce_span(stream, run_id, step), body))
 
 
 async def publish(redis: aioredis.Redis, emits: Sequence[Emit]) -> None:
@@ -283,6 +285,7 @@ class StreamWorker:
         self.redis = redis
         self.stream = stream
         self.group = group
+        DEAD_LETTERED.labels(stream=stream, group=group)  # at 0, so the first dead letter shows as one
         self.consumer = consumer
         self.handler = handler
         self.on_failure = on_failure
@@ -369,7 +372,7 @@ class StreamWorker:
         dead = [
             (name, int(info["pending"]))
             for info in consumers
-            if (name := _text(info["name"])) != self.consumer and dead_on_this_host(name, host, process_alive)
+            if (name := as_text(info["name"])) != self.consumer and dead_on_this_host(name, host, process_alive)
         ]
         pending = [*own, *stale]
         if dead:
@@ -424,7 +427,7 @@ class StreamWorker:
         if its handler never finished in more than `max_deliveries` deliveries, else run the handler and
         commit its outputs. Redis going away meanwhile raises (the entry stays pending)."""
         added_ms = int(msg_id.split(b"-")[0])
-        STREAM_WAIT.labels(stream=self.stream, group=self.group).observe(max(0.0, time.time() - added_ms / 1000))
+        STAGE_WAIT.labels(stage=self.group, queue=self.stream).observe(max(0.0, time.time() - added_ms / 1000))
         try:
             envelope = Envelope.from_fields(fields)
         except MalformedMessage as exc:
@@ -443,7 +446,12 @@ class StreamWorker:
             return
 
         with consume_span(
-            f"{self.group} {self.stream}", envelope.traceparent, run_id=envelope.run_id, step=envelope.step
+            self.stream,
+            self.group,
+            envelope.traceparent,
+            message_id=msg_id.decode(),
+            run_id=envelope.run_id,
+            step=envelope.step,
         ):
             outputs: Sequence[Emit | Forget | DeadLetter]
             if deliveries > self.redelivery.max_deliveries:
@@ -462,7 +470,7 @@ class StreamWorker:
                 outputs = await self._give_up(envelope, fields, abandoned, deliveries)
             else:
                 try:
-                    with timed(self.group):
+                    with timed_work(self.group):
                         outputs = await self.handler(envelope)
                 except asyncio.CancelledError:
                     raise
@@ -567,10 +575,6 @@ def _group_gone(exc: ResponseError) -> bool:
     return "NOGROUP" in said or "no such key" in said
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 # How many dead letters are kept for a person to look at (the oldest go first).
 DEAD_LETTERS_KEPT = 1000
 
@@ -624,12 +628,42 @@ async def stream_stats(redis: aioredis.Redis) -> dict[str, int]:
 
 
 async def refresh_stream_gauges(redis: aioredis.Redis, streams: Sequence[str]) -> None:
-    """Update the length and pending-count gauges of the given streams."""
+    """Update the gauges of the given streams (length; each reading group's pending count and lag) and
+    the dead-letter stream's length."""
     for stream in streams:
         STREAM_LENGTH.labels(stream=stream).set(await redis.xlen(stream))
+        try:
+            infos: Any = await redis.xinfo_groups(stream)
+        except ResponseError:  # no such stream yet
+            continue
+        groups = {as_text(info["name"]): info for info in infos}
         for group in keys.STREAM_GROUPS.get(stream, ()):
-            try:
-                summary = await redis.xpending(stream, group)
-            except ResponseError:  # the group does not exist yet
+            info = groups.get(group)
+            if info is None:  # the group does not exist yet
                 continue
-            STREAM_PENDING.labels(stream=stream, group=group).set(int(summary["pending"]))
+            STREAM_PENDING.labels(stream=stream, group=group).set(int(info["pending"]))
+            STREAM_LAG.labels(stream=stream, group=group).set(await group_lag(redis, stream, info))
+    STREAM_LENGTH.labels(stream=keys.DEAD_LETTERS).set(await redis.xlen(keys.DEAD_LETTERS))
+
+
+# How many entries one look at a stream reads when Redis cannot say a group's lag.
+LAG_PAGE = 1000
+
+
+async def group_lag(redis: aioredis.Redis, stream: str, info: dict[Any, Any], at_most: int | None = None) -> int:
+    """Entries of `stream` the group (as XINFO GROUPS describes it) has not been delivered yet: Redis's
+    own `lag` (7.0 and later), or, where Redis cannot say (before 7.0, or after entries were deleted
+    from the middle of the stream), the entries after the group's last-delivered id, counted (up to
+    about `at_most`, when given: a caller that only compares with a bound need not read further)."""
+    lag = info.get("lag")
+    if lag is not None:
+        return int(lag)
+    after = as_text(info["last-delivered-id"])
+    counted = 0
+    page_size = LAG_PAGE if at_most is None else max(1, min(LAG_PAGE, at_most))
+    while True:
+        page: Any = await redis.xrange(stream, min=f"({after}", count=page_size)
+        counted += len(page)
+        if len(page) < page_size or (at_most is not None and counted >= at_most):
+            return counted
+        after = as_text(page[-1][0])

@@ -1,11 +1,16 @@
 """Logs, metrics and traces, set up the same way in every service.
 
-- Logs are JSON lines on stderr, one object per record.
-- Metrics are Prometheus: a latency histogram per stage, counts of step outcomes, stream pending counts,
-  dead letters, Redis outages and requests turned away, served on each service's metrics port.
-- Traces are OpenTelemetry spans. A stream message carries the producing span's `traceparent`, and the
-  consuming stage starts its span as that span's child, so one trace follows a turn across every hop.
-  Spans are exported over OTLP when `SWITCHBOARD_OTLP_ENDPOINT` is set.
+- Logs are JSON lines on stderr, one object per record, with the trace id of the span they were
+  written in.
+- Metrics are Prometheus, defined in `switchboard.metrics` and served on each service's metrics port.
+- Traces are OpenTelemetry spans, one trace per turn. The gateway's HTTP or gRPC server span is its
+  root. The W3C `traceparent` (and `tracestate`) travels in gRPC call metadata
+  (`switchboard.rpc_tracing`), in every stream message's envelope (`produce_span`, `consume_span`)
+  and in an MCP request's `params._meta` (`tool_call_span`), so every stage's span is a child of the
+  one that caused it. Span names and attributes follow OpenTelemetry's semantic conventions (RPC,
+  messaging, HTTP, GenAI and MCP); what is Switchboard's own is under `switchboard.*`. Attributes never
+  carry a credential, an approval or a tool's argument values. Spans are exported over OTLP/gRPC when
+  `SWITCHBOARD_OTLP_ENDPOINT` is set (`setup_tracing`); `docs/observability.md` lists them all.
 """
 
 from __future__ import annotations
@@ -14,94 +19,46 @@ import functools
 import json
 import logging
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import TracerProvider, _TracerConfig
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import Counter, Gauge, Histogram
-
-STAGE_LATENCY = Histogram(
-    "switchboard_stage_latency_seconds",
-    "Time a stage spent on one message or call.",
-    ["stage"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-STREAM_WAIT = Histogram(
-    "switchboard_stream_wait_seconds",
-    "Time from a message's addition to a stream to the start of its handling, by stream and group.",
-    ["stream", "group"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0),
-)
-STEP_OUTCOMES = Counter(
-    "switchboard_step_outcomes_total",
-    "Steps by the outcome a stage gave them.",
-    ["stage", "outcome"],
-)
-STREAM_PENDING = Gauge(
-    "switchboard_stream_pending",
-    "Messages delivered to a consumer group and not yet acknowledged.",
-    ["stream", "group"],
-)
-STREAM_LENGTH = Gauge("switchboard_stream_length", "Entries in a stream.", ["stream"])
-STAGE_ERRORS = Counter(
-    "switchboard_stage_errors_total",
-    "Messages a stage failed to process, by error type.",
-    ["stage", "error"],
-)
-FAILURE_MODES = Counter(
-    "switchboard_failure_modes_total",
-    "Known ways a turn goes wrong, counted where they are caught (the proto's FailureMode, in lower case).",
-    ["stage", "mode"],
-)
-AUTH_REFUSALS = Counter(
-    "switchboard_auth_refusals_total",
-    "gRPC calls refused for a missing or wrong credential, by method.",
-    ["method"],
-)
-APPROVAL_REFUSALS = Counter(
-    "switchboard_approval_refusals_total",
-    "Calls the tool host refused for their approval, by reason (missing, forged, mismatched, expired, "
-    "replayed, insufficient).",
-    ["reason"],
-)
-DEAD_LETTERED = Counter(
-    "switchboard_dead_letters_total",
-    "Messages a stage gave up on and kept on the dead-letter stream (malformed, failing on every attempt, "
-    "or never finishing), by the stream and group they came from.",
-    ["stream", "group"],
-)
-REDIS_OUTAGES = Counter(
-    "switchboard_redis_outages_total",
-    "Times a loop found Redis unreachable (restarting, loading its data, down) and waited for it, by loop.",
-    ["loop"],
-)
-REQUESTS_REFUSED = Counter(
-    "switchboard_requests_refused_total",
-    "Requests the gateway turned away for a while, by API (http, grpc, openai) and reason (busy: too much "
-    "work waits; redis: Redis does not answer).",
-    ["api", "reason"],
-)
-RECORD_WRITES = Counter(
-    "switchboard_run_record_writes_total",
-    "Writes of a run's record, by the stage that made them.",
-    ["stage"],
-)
-
-
-def failure_mode(mode: int) -> str:
-    """A `FailureMode` as its metric label: `FAILURE_MODE_REPEATED_CALL` → `repeated_call`."""
-    from switchboard.v1 import switchboard_pb2 as pb
-
-    return pb.FailureMode.Name(mode).removeprefix("FAILURE_MODE_").lower()
-
 
 _propagator = TraceContextTextMapPropagator()
+
+# Attribute names, from OpenTelemetry's semantic conventions (and Switchboard's own namespace).
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+NETWORK_TRANSPORT = "network.transport"
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_DESTINATION = "messaging.destination.name"
+MESSAGING_OPERATION_TYPE = "messaging.operation.type"
+MESSAGING_CONSUMER_GROUP = "messaging.consumer.group.name"
+MESSAGING_MESSAGE_ID = "messaging.message.id"
+MCP_METHOD_NAME = "mcp.method.name"
+MCP_SESSION_ID = "mcp.session.id"
+MCP_PROTOCOL_VERSION = "mcp.protocol.version"
+JSONRPC_REQUEST_ID = "jsonrpc.request.id"
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+RUN_ID = "switchboard.run.id"
+STEP = "switchboard.step"
+
+# Libraries that trace themselves, switched off: their spans pass their parent's context through
+# unchanged. The MCP SDK (2.x) makes a span of every message it sends or receives, its pings included
+# (the tool host pings each server every two seconds), with part of the MCP conventions' attributes;
+# Switchboard makes its own of each tools/call (`tool_call_span`). FastAPI makes a second SERVER span
+# inside the gateway's own (`services.gateway.tracing`, which also answers with the trace's id) and
+# three INTERNAL ones per request that say nothing about a turn.
+SILENCED_SCOPES = frozenset({"mcp-python-sdk", "fastapi"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -136,9 +93,19 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
 
 
+def _tracer_config(scope: InstrumentationScope) -> _TracerConfig:
+    return _TracerConfig(is_enabled=scope.name not in SILENCED_SCOPES)
+
+
 def setup_tracing(service: str, otlp_endpoint: str = "") -> TracerProvider:
-    """Install a tracer provider for `service`; export over OTLP/gRPC if an endpoint is given."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"switchboard-{service}"}))
+    """Install a tracer provider for `service` (`service.name` is `switchboard-<service>`); export over
+    OTLP/gRPC if an endpoint is given, in batches (`OTEL_BSP_SCHEDULE_DELAY` and the other standard
+    batch settings apply)."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"switchboard-{service}"}),
+        # Experimental in the SDK (hence the underscore); `tests/shared/test_tracing.py` checks it works.
+        _tracer_configurator=_tracer_config,
+    )
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -160,21 +127,127 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
+def inject(carrier: MutableMapping[str, Any], span: trace.Span | None = None) -> None:
+    """Put the `traceparent` (and `tracestate`, if any) of `span` (else the current span) into `carrier`."""
+    _propagator.inject(carrier, context=trace.set_span_in_context(span) if span is not None else None)
+
+
+def extract(carrier: Mapping[str, Any] | None) -> otel_context.Context | None:
+    """The context a `traceparent` (and `tracestate`) in `carrier` names, or None when there is no
+    valid one (a span started then is the root of a new trace, or the child of the current span)."""
+    if not carrier:
+        return None
+    text = {key: value for key in ("traceparent", "tracestate") if isinstance(value := carrier.get(key), str)}
+    if "traceparent" not in text:
+        return None
+    context = _propagator.extract(text)
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def produce_span(stream: str, run_id: str, step: int) -> str:
+    """Record a PRODUCER span for one message put on `stream` and return its `traceparent`, which the
+    message's envelope carries so that the consumer's span becomes its child.
+
+    The span marks the moment the message is made; the message is added to the stream with the rest of
+    its stage's outputs, in one transaction, when the stage commits."""
+    span = tracer().start_span(
+        f"send {stream}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            MESSAGING_SYSTEM: "redis",
+            MESSAGING_DESTINATION: stream,
+            MESSAGING_OPERATION_TYPE: "send",
+            RUN_ID: run_id,
+            STEP: step,
+        },
+    )
+    try:
+        carrier: dict[str, str] = {}
+        inject(carrier, span)
+        return carrier.get("traceparent", "")
+    finally:
+        span.end()
+
+
 @contextmanager
-def consume_span(name: str, traceparent: str, **attributes: str | int) -> Iterator[trace.Span]:
-    """A consumer span that continues the trace the message's `traceparent` names."""
-    parent = _propagator.extract({"traceparent": traceparent}) if traceparent else otel_context.Context()
+def consume_span(
+    stream: str, group: str, traceparent: str, *, message_id: str, run_id: str, step: int
+) -> Iterator[trace.Span]:
+    """The CONSUMER span of a stage handling one message of `stream` as `group`: a child of the span
+    that produced it (its `traceparent`), so that one trace follows a turn across the hop."""
+    parent = extract({"traceparent": traceparent}) or otel_context.Context()
     with tracer().start_as_current_span(
-        name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
+        f"process {stream}",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            MESSAGING_SYSTEM: "redis",
+            MESSAGING_DESTINATION: stream,
+            MESSAGING_OPERATION_TYPE: "process",
+            MESSAGING_CONSUMER_GROUP: group,
+            MESSAGING_MESSAGE_ID: message_id,
+            RUN_ID: run_id,
+            STEP: step,
+        },
     ) as span:
         yield span
 
 
 @contextmanager
-def timed(stage: str) -> Iterator[None]:
-    """Observe the block's duration in the stage latency histogram."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        STAGE_LATENCY.labels(stage=stage).observe(time.perf_counter() - start)
+def continued(traceparent: str, name: str, **attributes: str | int) -> Iterator[trace.Span]:
+    """An INTERNAL span in the trace `traceparent` names (a new trace if it names none), linked to the
+    current span: for work one request does on behalf of another's trace (a person's decision on a
+    step of a turn that an earlier request started)."""
+    current = trace.get_current_span().get_span_context()
+    links = [trace.Link(current)] if current.is_valid else []
+    parent = extract({"traceparent": traceparent}) or otel_context.Context()
+    with tracer().start_as_current_span(name, context=parent, links=links, attributes=attributes) as span:
+        yield span
+
+
+@contextmanager
+def tool_call_span(
+    kind: trace.SpanKind,
+    tool: str,
+    *,
+    parent: otel_context.Context | None = None,
+    request_id: str = "",
+    session_id: str = "",
+    protocol_version: str = "",
+    tool_errors: tuple[type[BaseException], ...] = (),
+) -> Iterator[trace.Span]:
+    """The span of one MCP `tools/call` of `tool`, on the client (CLIENT) or the server (SERVER) side,
+    named and described after the MCP and GenAI conventions; over stdio (`network.transport` "pipe").
+
+    A failure of the tool reported as an error result is the caller's to mark (`failed(span,
+    "tool_error")`); an exception of a `tool_errors` type (one the SDK answers with an error result)
+    is marked "tool_error" here, any other with its type."""
+    attributes: dict[str, str] = {
+        MCP_METHOD_NAME: "tools/call",
+        GEN_AI_OPERATION_NAME: "execute_tool",
+        GEN_AI_TOOL_NAME: tool,
+        NETWORK_TRANSPORT: "pipe",
+    }
+    for key, value in ((JSONRPC_REQUEST_ID, request_id), (MCP_SESSION_ID, session_id)):
+        if value:
+            attributes[key] = value
+    if protocol_version:
+        attributes[MCP_PROTOCOL_VERSION] = protocol_version
+    with tracer().start_as_current_span(
+        f"tools/call {tool}", context=parent, kind=kind, attributes=attributes, record_exception=False
+    ) as span:
+        try:
+            yield span
+        except tool_errors as exc:
+            failed(span, "tool_error", str(exc))
+            raise
+        except BaseException as exc:
+            failed(span, exc)
+            raise
+
+
+def failed(span: trace.Span, exc: BaseException | str, description: str = "") -> None:
+    """Mark `span` failed: `error.type` is the exception's type (or the given text) and its status ERROR."""
+    error_type = exc if isinstance(exc, str) else type(exc).__qualname__
+    span.set_attribute(ERROR_TYPE, error_type)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, description or (None if isinstance(exc, str) else str(exc))))

@@ -27,8 +27,18 @@ from services.filter.core import (
     no_tool_fits,
 )
 from switchboard.errors import ConfigurationError, UpstreamUnavailable
+from switchboard.metrics import (
+    FAILURE_MODES,
+    RETRIEVAL_DECISIONS,
+    RETRIEVAL_MARGIN,
+    RETRIEVAL_TOP_SCORE,
+    STEP_OUTCOMES,
+    FailureMode,
+    start_failure_modes,
+    start_series,
+    timed_call,
+)
 from switchboard.rpc import ToolHostClient
-from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES, failure_mode
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -45,6 +55,23 @@ def caller_entries(tools: Sequence[pb.Candidate]) -> list[ToolEntry]:
     """A caller's tools (name, description, input schema) as the index knows a tool. They belong to no
     server of ours, and whether they change anything is not known, so none is marked as changing."""
     return [ToolEntry(t.tool, t.server, t.description, t.input_schema_json or "{}") for t in tools]
+
+
+# What the filter makes of a step (`switchboard_retrieval_decisions_total`).
+DECISION_CANDIDATES = "candidates"
+DECISION_NO_TOOL_FITS = "no_tool_fits"
+
+
+def observe_retrieval(ranked: Sequence[Ranked], fits: bool) -> None:
+    """Count what the filter made of a step: the best candidate's similarity (the cosine the "no tool
+    fits" threshold is compared with), how far the best fused score (the one candidates are ranked by)
+    lies above the second's, and the decision."""
+    if ranked:
+        RETRIEVAL_TOP_SCORE.observe(max(r.dense for r in ranked))
+    if len(ranked) > 1:
+        first, second = sorted((r.score for r in ranked), reverse=True)[:2]
+        RETRIEVAL_MARGIN.observe(first - second)
+    RETRIEVAL_DECISIONS.labels(decision=DECISION_CANDIDATES if fits else DECISION_NO_TOOL_FITS).inc()
 
 
 def candidates(ranked: list[Ranked]) -> list[pb.Candidate]:
@@ -129,6 +156,8 @@ class ToolFilter:
         self.index: ToolIndex | None = None
         self.caller_vectors = EmbeddingCache(caller_tools_cached)
         self.caller_min_similarity = caller_min_similarity
+        start_failure_modes(STAGE, [FailureMode.NO_TOOL_FITS])
+        start_series(RETRIEVAL_DECISIONS, ({"decision": d} for d in (DECISION_CANDIDATES, DECISION_NO_TOOL_FITS)))
 
     def _build(self, tools: list[ToolEntry]) -> ToolIndex:
         return ToolIndex(self.encode, tools, self.examples, self.dense_weight, known_vectors=self.known_vectors)
@@ -161,7 +190,7 @@ class ToolFilter:
         calling something unrelated)."""
         if self.index is None:
             raise UpstreamUnavailable("the tool index is not built yet")
-        assessment = await asyncio.to_thread(self.index.assess, text, k or self.k)
+        assessment = await timed_call(STAGE, self.index.assess, text, k or self.k)
         return self._unless_nothing_fits(assessment, self.min_similarity)
 
     async def assess_tools(self, text: str, tools: Sequence[ToolEntry], k: int | None = None) -> Assessment:
@@ -180,14 +209,16 @@ class ToolFilter:
             catalogue = self.index
             return Assessment(ranked, catalogue.change_probe(query) if catalogue is not None else 0.0)
 
-        return self._unless_nothing_fits(await asyncio.to_thread(assess), self.caller_min_similarity)
+        return self._unless_nothing_fits(await timed_call(STAGE, assess), self.caller_min_similarity)
 
     def _unless_nothing_fits(self, assessment: Assessment, min_similarity: float) -> Assessment:
         """`assessment`, or no candidates when not one is closer to the words than `min_similarity`
         ("no tool fits": the router then asks what the person wants instead of calling something
         unrelated)."""
-        if no_tool_fits(assessment.ranked, min_similarity):
-            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_NO_TOOL_FITS)).inc()
+        fits = not no_tool_fits(assessment.ranked, min_similarity)
+        observe_retrieval(assessment.ranked, fits)
+        if not fits:
+            FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.NO_TOOL_FITS).inc()
             STEP_OUTCOMES.labels(stage=STAGE, outcome="no_tool_fits").inc()
             return Assessment([], assessment.change_intent)
         STEP_OUTCOMES.labels(stage=STAGE, outcome="ranked").inc()

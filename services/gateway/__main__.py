@@ -85,6 +85,7 @@ async def main(settings: GatewaySettings) -> None:
         while not runtime.stop.is_set():
             try:
                 await gateway.expire_waiting()
+                await gateway.count_waiting()
             except REDIS_DOWN as exc:
                 await pause(runtime.stop, outage.lost(exc))
                 continue

@@ -28,19 +28,70 @@ from services.gateway import core
 from switchboard import grants, keys, runs
 from switchboard.approvals import UNDO, approved_call, grant
 from switchboard.confirmation import tier_name
-from switchboard.envelope import step_key
+from switchboard.envelope import as_text, step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import kind_name
+from switchboard.metrics import (
+    CONFIRMATION_DECISIONS,
+    CONFIRMATION_WAIT,
+    CONFIRMATIONS_WAITING,
+    FAILURE_MODES,
+    REQUESTS_REFUSED,
+    STEP_OUTCOMES,
+    TURNS_ACCEPTED,
+    FailureMode,
+    start_failure_modes,
+    start_series,
+    timed_work,
+)
 from switchboard.preview import typed_matches
 from switchboard.rpc import ToolHostClient, catalogue_stale
 from switchboard.runs import Event, RunStore
-from switchboard.streams import Emit, emit
-from switchboard.telemetry import STEP_OUTCOMES
+from switchboard.streams import Emit, emit, group_lag
+from switchboard.telemetry import RUN_ID, STEP, continued, current_traceparent
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 STAGE = "gateway"
+
+# The APIs a turn comes in by (`switchboard_turns_accepted_total{api}`).
+API_HTTP = "http"
+API_GRPC = "grpc"
+API_OPENAI = "openai"
+APIS = (API_HTTP, API_GRPC, API_OPENAI)
+# Why a request was turned away for a while (`switchboard_requests_refused_total{reason}`).
+REFUSED_BUSY = "busy"  # too much work waits
+REFUSED_REDIS = "redis"  # Redis does not answer
+
+# What became of a step that waited for a person (`switchboard_confirmation_decisions_total`).
+ALLOWED = "allowed"
+ALLOWED_EDITED = "allowed_edited"
+REJECTED = "rejected"
+EXPIRED = "expired"
+NO_SCOPE = "none"  # the scope of a decision that allows nothing
+
+
+def decision_labels(approve: bool, edited: bool, expired: bool, scope: str) -> tuple[str, str]:
+    """A person's decision (or its expiry) as the labels `decision` and `scope`."""
+    if expired:
+        return EXPIRED, NO_SCOPE
+    if not approve:
+        return REJECTED, NO_SCOPE
+    return (ALLOWED_EDITED if edited else ALLOWED), scope or grants.ONCE
+
+
+def start_gateway_series() -> None:
+    """Create the gateway's series at 0: turns by API, decisions and their waits, requests turned away, and
+    the failure modes it catches."""
+    start_series(TURNS_ACCEPTED, ({"api": api} for api in APIS))
+    decided = [{"decision": d, "scope": s} for d in (ALLOWED, ALLOWED_EDITED) for s in grants.SCOPES]
+    decided += [{"decision": d, "scope": NO_SCOPE} for d in (REJECTED, EXPIRED)]
+    start_series(CONFIRMATION_DECISIONS, decided)
+    start_series(CONFIRMATION_WAIT, ({"decision": d} for d in (ALLOWED, ALLOWED_EDITED, REJECTED, EXPIRED)))
+    start_series(REQUESTS_REFUSED, ({"api": a, "reason": r} for a in APIS for r in (REFUSED_BUSY, REFUSED_REDIS)))
+    # An unknown tool: the OpenAI endpoint's check of the call the router proposed (openai_compat).
+    start_failure_modes(STAGE, [FailureMode.CONFIRMATION_EXPIRED, FailureMode.UNKNOWN_TOOL_UNRESOLVED])
 
 
 class Gateway:
@@ -68,15 +119,28 @@ class Gateway:
         self.approval_key = approval_key
         self._catalogue: dict[str, pb.ToolInfo] = {}
         self._catalogue_at = 0.0
+        start_gateway_series()
 
     # ---- the API ----
 
-    async def submit(self, text: str, session_id: str = "", dry_run: bool = False, idempotency_key: str = "") -> pb.Run:
+    async def submit(
+        self,
+        text: str,
+        session_id: str = "",
+        dry_run: bool = False,
+        idempotency_key: str = "",
+        *,
+        api: str = API_GRPC,
+    ) -> pb.Run:
         """Record a new run and publish its turn, unless too many turns wait already (`core.Busy`).
 
         A request sent again under the same `idempotency_key` (its answer was lost: the connection
         broke, or Redis went away after the run was recorded) is answered with the run the first copy
-        made; nothing is published twice."""
+        made; nothing is published twice. `api` names the API the turn came by, for the metrics."""
+        with timed_work(STAGE):
+            return await self._submit(text, session_id, dry_run, idempotency_key, api)
+
+    async def _submit(self, text: str, session_id: str, dry_run: bool, idempotency_key: str, api: str) -> pb.Run:
         text = text.strip()
         if not text:
             raise InvalidRequest("text is empty: say what you want done")
@@ -94,13 +158,17 @@ class Gateway:
         )
         out = emit(keys.TURNS, run_id, 0, step_key(run_id, 0, STAGE), turn.SerializeToString())
         # The record, its first event and the turn in one transaction: a turn never lacks its record.
-        created = await self.store.create_once(
-            run,
-            [Event(pb.EVENT_KIND_SUBMITTED, message=text)],
-            lambda pipe: pipe.xadd(out.stream, out.envelope.to_fields()),  # type: ignore[arg-type]
-        )
+        traced = current_traceparent()
+
+        def publish(pipe) -> None:  # noqa: ANN001 - a Pipeline
+            pipe.xadd(out.stream, out.envelope.to_fields())
+            if traced:  # what a person decides on the run later is traced in this trace
+                pipe.set(keys.trace_key(run_id), traced, ex=keys.RUN_TTL_SECONDS)
+
+        created = await self.store.create_once(run, [Event(pb.EVENT_KIND_SUBMITTED, message=text)], publish)
         if not created:  # a copy of the same request won the race
             return await self._same_request(await self.store.get(run_id), text, session_id, dry_run)
+        TURNS_ACCEPTED.labels(api=api).inc()
         return runs.served(run)
 
     async def _same_request(self, earlier: pb.Run, text: str, session_id: str, dry_run: bool) -> pb.Run:
@@ -126,16 +194,10 @@ class Gateway:
             groups: Any = await self.redis.xinfo_groups(keys.TURNS)
         except ResponseError:  # no turn was ever published
             return 0, None
-        planner = next((g for g in groups if _text(g["name"]) == keys.GROUP_PLANNER), None)
+        planner = next((g for g in groups if as_text(g["name"]) == keys.GROUP_PLANNER), None)
         if planner is None:  # no planner has started yet: every turn waits
             return int(await self.redis.xlen(keys.TURNS)), None
-        lag = planner.get("lag")
-        if lag is None:
-            # Redis cannot say (before 7.0, or after entries were deleted): count the entries after the
-            # last one delivered, as far as the bound.
-            last = _text(planner["last-delivered-id"])
-            unread: Any = await self.redis.xrange(keys.TURNS, min=f"({last}", count=self.max_backlog)
-            lag = len(unread)
+        lag = await group_lag(self.redis, keys.TURNS, planner, at_most=self.max_backlog)
         read = planner.get("entries-read")
         return int(lag) + int(planner["pending"]), None if read is None else int(read)
 
@@ -232,6 +294,12 @@ class Gateway:
             await self.redis.zrem(keys.AWAITING, member)
         return expired
 
+    async def count_waiting(self) -> int:
+        """How many steps wait for a person now (also set as `switchboard_confirmations_waiting`)."""
+        waiting = int(await self.redis.zcard(keys.AWAITING))
+        CONFIRMATIONS_WAITING.set(waiting)
+        return waiting
+
     async def _edited(self, record: pb.StepRecord, arguments_json: str) -> tuple[str, pb.Preview]:
         """The person's corrected arguments, checked against the tool's schema, and what the call will
         now do (its tier may change: a write that now replaces a file asks for the name typed)."""
@@ -301,10 +369,24 @@ class Gateway:
             pipe.xadd(out.stream, out.envelope.to_fields())
             pipe.xadd(keys.DECISIONS, out.envelope.to_fields())
 
-        run, _ = await self.store.update(run_id, decide, announce, publish_decision)
         outcome = "expired" if expired_ else "approved" if approve else "rejected"
+        with continued(await self._turn_trace(run_id), "decide step", **_traced_step(run_id, step, outcome)):
+            run, record = await self.store.update(run_id, decide, announce, publish_decision)
         STEP_OUTCOMES.labels(stage=STAGE, outcome=outcome).inc()
+        self._count_decision(record, approve, bool(edited), expired_, made.scope if made is not None else "")
         return await self._served(run)
+
+    def _count_decision(self, record: pb.StepRecord, approve: bool, edited: bool, expired: bool, scope: str) -> None:
+        """Count a decision on a waiting step, and how long the person took to make it."""
+        decision, scope = decision_labels(approve, edited, expired, scope)
+        CONFIRMATION_DECISIONS.labels(decision=decision, scope=scope).inc()
+        if record.deadline_unix_ms:
+            # The planner set the deadline this long after the step began to wait (the same setting,
+            # SWITCHBOARD_CONFIRMATION_DEADLINE_SECONDS, read by both).
+            since_ms = record.deadline_unix_ms - int(self.deadline_seconds * 1000)
+            CONFIRMATION_WAIT.labels(decision=decision).observe(max(0.0, (runs.now_ms() - since_ms) / 1000))
+        if expired:
+            FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.CONFIRMATION_EXPIRED).inc()
 
     async def fill(self, run_id: str, step: int, values_json: str) -> pb.Run:
         """The values a step waits for (its open `missing` parameters): checked against the tool's
@@ -351,12 +433,13 @@ class Gateway:
             out = emit(keys.TURNS, run_id, step, key, turn.SerializeToString())
             pipe.xadd(out.stream, out.envelope.to_fields())
 
-        run, _ = await self.store.update(
-            run_id,
-            take,
-            lambda _r, _n: [Event(pb.EVENT_KIND_FILLED, step, ", ".join(sorted(values)))],
-            publish,
-        )
+        with continued(await self._turn_trace(run_id), "fill step", **_traced_step(run_id, step, "filled")):
+            run, _ = await self.store.update(
+                run_id,
+                take,
+                lambda _r, _n: [Event(pb.EVENT_KIND_FILLED, step, ", ".join(sorted(values)))],
+                publish,
+            )
         return await self._served(run)
 
     async def list_grants(self) -> list[pb.Grant]:
@@ -411,6 +494,11 @@ class Gateway:
                 )
         return self._catalogue
 
+    async def _turn_trace(self, run_id: str) -> str:
+        """The traceparent of the span that took the run's turn ("" if none was kept)."""
+        kept = await self.redis.get(keys.trace_key(run_id))
+        return as_text(kept) if kept else ""
+
     # ---- outputs ----
 
     def _approved(self, run: pb.Run, step: pb.StepRecord) -> Emit:
@@ -449,8 +537,9 @@ class Gateway:
         )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _traced_step(run_id: str, step: int, decision: str) -> dict[str, str | int]:
+    """The attributes of the span of a person's decision on a step."""
+    return {RUN_ID: run_id, STEP: step, "switchboard.decision": decision}
 
 
 def _waiting(run: pb.Run, step: int) -> pb.StepRecord:

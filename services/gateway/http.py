@@ -21,6 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway import core
 from services.gateway.app import (
+    API_HTTP,
+    REFUSED_BUSY,
+    REFUSED_REDIS,
     Gateway,
     audit_to_dict,
     event_to_dict,
@@ -34,9 +37,10 @@ from services.gateway.limits import (
     RequestLimits,
     TokenBuckets,
 )
+from services.gateway.tracing import HttpTracing
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from switchboard.metrics import REQUESTS_REFUSED
 from switchboard.streams import REDIS_DOWN
-from switchboard.telemetry import REQUESTS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,8 @@ def build_app(
         max_json_depth=max_json_depth,
         buckets=buckets,
     )
+    # Added last, so outermost: refused requests are traced too, and every response says its trace.
+    app.add_middleware(HttpTracing)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -107,12 +113,12 @@ def build_app(
 
     @app.exception_handler(core.Busy)
     async def busy(_: Request, exc: core.Busy) -> JSONResponse:
-        REQUESTS_REFUSED.labels(api="http", reason="busy").inc()
+        REQUESTS_REFUSED.labels(api=API_HTTP, reason=REFUSED_BUSY).inc()
         return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_seconds)})
 
     async def redis_away(request: Request, exc: Exception) -> JSONResponse:
         log.debug("%s %s: Redis does not answer: %s", request.method, request.url.path, exc)
-        REQUESTS_REFUSED.labels(api="http", reason="redis").inc()
+        REQUESTS_REFUSED.labels(api=API_HTTP, reason=REFUSED_REDIS).inc()
         return JSONResponse(
             {"error": core.REDIS_AWAY},
             status_code=503,
@@ -151,7 +157,7 @@ def build_app(
             str, Header(alias="Idempotency-Key", max_length=200, description="Send a request again safely.")
         ] = "",
     ) -> dict:
-        run = await gateway.submit(body.text, body.session_id, body.dry_run, idempotency_key)
+        run = await gateway.submit(body.text, body.session_id, body.dry_run, idempotency_key, api=API_HTTP)
         return {"run_id": run.run_id, "session_id": run.session_id, "status": run_to_dict(run)["status"]}
 
     @app.get("/v1/runs")

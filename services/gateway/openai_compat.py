@@ -35,13 +35,15 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.gateway.app import API_OPENAI, REFUSED_BUSY, REFUSED_REDIS
+from services.gateway.app import STAGE as GATEWAY
 from services.gateway.core import REDIS_AWAY, REDIS_AWAY_RETRY_SECONDS, Busy
 from switchboard import runs
 from switchboard.auth import channel
 from switchboard.errors import InvalidRequest, MalformedMessage, NotFound, UpstreamUnavailable
 from switchboard.jsontext import DEFAULT_MAX_JSON_DEPTH, parse_limited_json
+from switchboard.metrics import FAILURE_MODES, REQUESTS_REFUSED, FailureMode
 from switchboard.streams import REDIS_DOWN
-from switchboard.telemetry import REQUESTS_REFUSED
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -115,11 +117,11 @@ def come_back_later(exc: Exception) -> OpenAIError:
     """The answer to a request turned away for a while: too much work waits (429), or Redis does not
     answer (503), each with when to try again."""
     if isinstance(exc, Busy):
-        REQUESTS_REFUSED.labels(api="openai", reason="busy").inc()
+        REQUESTS_REFUSED.labels(api=API_OPENAI, reason=REFUSED_BUSY).inc()
         return OpenAIError(
             429, str(exc), kind="requests", code="server_busy", retry_after_seconds=exc.retry_after_seconds
         )
-    REQUESTS_REFUSED.labels(api="openai", reason="redis").inc()
+    REQUESTS_REFUSED.labels(api=API_OPENAI, reason=REFUSED_REDIS).inc()
     return unavailable(REDIS_AWAY, REDIS_AWAY_RETRY_SECONDS)
 
 
@@ -510,6 +512,7 @@ async def decide_with_tools(request: ChatCompletionRequest, ranking: ToolRanking
     if not call.tool:
         return Reply(no_tool_fits(text), switchboard={**account, "outcome": "no_tool_fits", "reason": call.reason})
     if call.tool not in {t.tool for t in candidates}:
+        FAILURE_MODES.labels(stage=GATEWAY, mode=FailureMode.UNKNOWN_TOOL_UNRESOLVED).inc()
         raise UpstreamUnavailable(f"the router proposed {call.tool!r}, which is not among the tools given")
     account |= {"tool": call.tool, "reason": call.reason}
     if call.outcome == pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION:
@@ -603,7 +606,7 @@ class GrpcToolRanking:
 class TurnGateway(Protocol):
     """What the endpoint needs of the gateway to run a turn and follow it."""
 
-    async def submit(self, text: str, session_id: str = "", dry_run: bool = False) -> pb.Run: ...
+    async def submit(self, text: str, session_id: str = "", dry_run: bool = False, *, api: str) -> pb.Run: ...
 
     def watch(self, run_id: str) -> AsyncIterator[pb.RunEvent]: ...
 
@@ -755,7 +758,7 @@ def build_openai_router(
         elif body.choice() != "none":
             reply = await decide_with_tools(body, ranking)
         else:
-            run = await gateway.submit(last_user_text(body.messages), body.session())
+            run = await gateway.submit(last_user_text(body.messages), body.session(), api=API_OPENAI)
             if body.stream:
                 return stream_response(stream_turn(run, made, created))
             reply = await wait_for_turn(run)

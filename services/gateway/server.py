@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 import grpc
 
 from services.gateway import core
-from services.gateway.app import Gateway
+from services.gateway.app import API_GRPC, REFUSED_BUSY, REFUSED_REDIS, Gateway
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from switchboard.metrics import REQUESTS_REFUSED
 from switchboard.streams import REDIS_DOWN
-from switchboard.telemetry import REQUESTS_REFUSED
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -34,10 +34,10 @@ ANSWERED = tuple(STATUS_OF)
 def refusal(exc: Exception) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """The status, details and trailing metadata that answer `exc` (one of `ANSWERED`)."""
     if isinstance(exc, core.Busy):
-        REQUESTS_REFUSED.labels(api="grpc", reason="busy").inc()
+        REQUESTS_REFUSED.labels(api=API_GRPC, reason=REFUSED_BUSY).inc()
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), (("retry-after", str(exc.retry_after_seconds)),)
     if isinstance(exc, REDIS_DOWN):
-        REQUESTS_REFUSED.labels(api="grpc", reason="redis").inc()
+        REQUESTS_REFUSED.labels(api=API_GRPC, reason=REFUSED_REDIS).inc()
         return grpc.StatusCode.UNAVAILABLE, core.REDIS_AWAY, (("retry-after", str(core.REDIS_AWAY_RETRY_SECONDS)),)
     code = next(code for kind, code in STATUS_OF.items() if isinstance(exc, kind))
     return code, str(exc), ()
@@ -59,7 +59,9 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitResponse:
         async with answering(context):
-            run = await self.gateway.submit(request.text, request.session_id, request.dry_run, request.idempotency_key)
+            run = await self.gateway.submit(
+                request.text, request.session_id, request.dry_run, request.idempotency_key, api=API_GRPC
+            )
         return pb.SubmitResponse(run_id=run.run_id, session_id=run.session_id)
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:

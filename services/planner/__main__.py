@@ -21,7 +21,7 @@ async def main(settings: PlannerSettings) -> None:
     catalogue = Catalogue()
     model_plan = None
     if settings.planner_model_plan:
-        model = LocalModel(settings.planner_model, n_threads=settings.planner_threads or None)
+        model = LocalModel(settings.planner_model, n_threads=settings.planner_threads or None, stage="planner")
 
         def model_plan(text: str, servers: list[str]) -> list[tuple[str, str]]:
             grammar = core.plan_grammar(text, servers, settings.planner_max_steps)

@@ -140,9 +140,25 @@ def closing_line(state: RunState, done: Done) -> str:
     return "Stopped: a step was refused, so nothing after it was run."
 
 
+def unconfirmed_change(verified: set[int], order: StepOrder, outcome: StepOutcome, mutating: set[str]) -> bool:
+    """Whether the step's line would claim a change its result does not confirm (a confabulated claim,
+    which `check_claims` replaces)."""
+    return outcome.state is StepState.SUCCEEDED and outcome.tool in mutating and order.number not in verified
+
+
+def claim_caught(state: RunState, number: int, mutating: Iterable[str]) -> bool:
+    """Whether the answer's line for step `number` (its result in) had a claim of change taken back
+    because the result does not confirm it."""
+    order, outcome = state.order(number), state.outcomes.get(number)
+    if order is None or outcome is None:
+        return False
+    changing = set(mutating)
+    return unconfirmed_change(executed_changes(state, changing), order, outcome, changing)
+
+
 def check_claims(line: str, verified: set[int], order: StepOrder, outcome: StepOutcome, mutating: set[str]) -> str:
     """`line`, unless it claims a change the run did not verifiably execute; then a line that says so."""
-    if outcome.state is not StepState.SUCCEEDED or outcome.tool not in mutating or order.number in verified:
+    if not unconfirmed_change(verified, order, outcome, mutating):
         return line
     return (
         f"Step {order.number}: {outcome.tool}({format_arguments(outcome.arguments)}) reported success, but its "

@@ -47,8 +47,18 @@ def clip_to_tokens(text: str, tokens: int) -> str:
     return (cut[:space] if space > limit // 2 else cut) + "…"
 
 
+def lines_left_out(lines: list[str], tokens: int) -> int:
+    """How many of `lines` `fit_lines` leaves out (a first line too long for the budget is cut, not
+    left out)."""
+    return len(lines) - len(_fitted(lines, tokens))
+
+
 def fit_lines(lines: list[str], tokens: int) -> str:
     """As many of `lines` as fit in `tokens`, in the given order (most important first)."""
+    return "\n".join(_fitted(lines, tokens))
+
+
+def _fitted(lines: list[str], tokens: int) -> list[str]:
     kept: list[str] = []
     used = 0
     for line in lines:
@@ -59,7 +69,7 @@ def fit_lines(lines: list[str], tokens: int) -> str:
             break
         kept.append(line)
         used += cost
-    return "\n".join(kept)
+    return kept
 
 
 def listed_paths(content: Any) -> list[str]:
@@ -185,10 +195,13 @@ class SessionMemory:
         """The latest turn's gist: text a follow-up ("save that") can carry on."""
         return self.turns[-1].gist if self.turns else ""
 
-    def remember(self, turn: TurnMemory, budget: int = SESSION_TOKENS) -> None:
-        """Add a finished turn; fold the oldest turns into the summary while the history is over budget."""
+    def remember(self, turn: TurnMemory, budget: int = SESSION_TOKENS) -> int:
+        """Add a finished turn; fold the oldest turns into the summary while the history is over budget.
+        Returns how many turns were folded (evicted from the history kept whole)."""
         self.turns.append(turn)
+        folded_turns = 0
         while len(self.turns) > 1 and self.tokens() > budget:
+            folded_turns += 1
             oldest = self.turns.pop(0)
             folded = (
                 f"{oldest.text} ({oldest.outcome}{'; ' + ', '.join(oldest.subjects[:2]) if oldest.subjects else ''})"
@@ -201,6 +214,7 @@ class SessionMemory:
                 keep = int(summary_tokens * CHARS_PER_TOKEN_JSON)
                 summary = "…" + summary[-keep:]
             self.summary = summary
+        return folded_turns
 
     def tokens(self) -> int:
         return estimate_tokens(self.to_json())

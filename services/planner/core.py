@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from services.planner.context import (
@@ -29,6 +30,7 @@ from services.planner.context import (
     common_folder,
     first_sentences,
     fit_lines,
+    lines_left_out,
     listed_paths,
     mentioned_paths,
     result_text,
@@ -249,7 +251,7 @@ def _emit(state: RunState, order: StepOrder, max_steps: int) -> StepOrder | Done
         )
         state.pending.clear()
         state.cursor = len(state.plan)
-        return finish(state)
+        return replace(finish(state), cut_short=left)
     order.number = len(state.orders) + 1
     order.context = order.context or step_context(state, order)
     order.inputs = order.inputs or step_inputs(state, order)
@@ -312,6 +314,11 @@ def _lists_things(content: Any) -> bool:
 
 def step_context(state: RunState, order: StepOrder) -> str:
     """Earlier results this step may depend on, latest first, then the session's history, in budget."""
+    return fit_lines(step_context_lines(state, order), STEP_CONTEXT_TOKENS)
+
+
+def step_context_lines(state: RunState, order: StepOrder) -> list[str]:
+    """Everything a step's context could hold, most relevant first (`step_context` keeps what fits)."""
     lines = []
     if order.item:
         lines.append(f"This step is about {order.item}.")
@@ -320,7 +327,16 @@ def step_context(state: RunState, order: StepOrder) -> str:
         if outcome is not None:
             lines.append(f"Step {earlier.number} ({earlier.intent}): {summarise_step(outcome)}")
     lines.extend(state.history.context_lines())
-    return fit_lines(lines, STEP_CONTEXT_TOKENS)
+    return lines
+
+
+def context_left_out(state: RunState, order: StepOrder) -> int:
+    """How many lines of earlier work (results, the session's turns) `step_context` left out of the
+    step's context to keep it within budget (FM-12: context eviction); 0 for a retry, whose context is
+    the correction and the failed attempt's."""
+    if order.attempt > 1:
+        return 0
+    return lines_left_out(step_context_lines(state, order), STEP_CONTEXT_TOKENS)
 
 
 def step_inputs(state: RunState, order: StepOrder) -> dict[str, Any]:

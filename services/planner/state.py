@@ -57,9 +57,11 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Done:
-    """The run has nothing more to do; how it ended (the answer is composed from the records)."""
+    """The run has nothing more to do; how it ended (the answer is composed from the records), and how
+    many steps the step limit left unrun (the answer says so)."""
 
     outcome: RunOutcome
+    cut_short: int = 0
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,22 @@ from switchboard.confirmation import PolicyFile
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from switchboard.events import KIND_OF_STEP_STATUS, kind_name
+from switchboard.metrics import (
+    CONFIRMATION_DECISIONS,
+    CONFIRMATIONS_REQUESTED,
+    FAILURE_MODES,
+    RUNS_FINISHED,
+    STEP_OUTCOMES,
+    FailureMode,
+    proto_failure_mode,
+    start_failure_modes,
+    start_series,
+)
 from switchboard.paths import PathPolicy
 from switchboard.reading import Reading
 from switchboard.rpc import catalogue_stale
 from switchboard.runs import Event, RunStore
 from switchboard.streams import Emit, Redelivery, StreamWorker, emit
-from switchboard.telemetry import FAILURE_MODES, STEP_OUTCOMES, failure_mode
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -72,6 +82,40 @@ RUN_STATUS_OF = {
 }
 OUTCOME_OF_VERDICT = {policy.Verdict.REFUSE: RunOutcome.REFUSED, policy.Verdict.CLARIFY: RunOutcome.NEEDS_CLARIFICATION}
 
+# Ways a run goes wrong the planner catches: the study's, then the proto's reasons it gives.
+CAUGHT_HERE = (
+    FailureMode.REPEATED_CALL,
+    FailureMode.PREMATURE_STOP,
+    FailureMode.CONTEXT_EVICTION,
+    FailureMode.CONFABULATED_CLAIM,
+    FailureMode.PATH_REFUSED,
+    FailureMode.RETRY,
+    FailureMode.TURN_REFUSED,
+    FailureMode.TURN_NEEDS_CLARIFICATION,
+    FailureMode.STAGE_GAVE_UP,
+)
+# The tiers a step waits for a person at: a click, or the target's name typed.
+WAITING_TIERS = (pb.CONFIRM_TIER_CONFIRM, pb.CONFIRM_TIER_TYPED)
+# A change a standing grant let through, as `switchboard_confirmation_decisions_total` counts it.
+GRANTED = "granted"
+
+
+def start_planner_series() -> None:
+    """Create the planner's series at 0: its failure modes, the runs it finishes, the confirmations it
+    asks for and the grants it applies."""
+    start_failure_modes(STAGE, CAUGHT_HERE)
+    start_series(RUNS_FINISHED, ({"status": runs.status_name(status)} for status in sorted(runs.FINAL_STATUSES)))
+    start_series(CONFIRMATIONS_REQUESTED, ({"tier": confirmation.tier_name(tier)} for tier in WAITING_TIERS))
+    start_series(
+        CONFIRMATION_DECISIONS, ({"decision": GRANTED, "scope": scope} for scope in (grants.SESSION, grants.ALWAYS))
+    )
+
+
+def waiting_tier(verdict_tier: pb.ConfirmTier) -> str:
+    """The tier a step waits for the person at, as a label: a read held because the request asks for a
+    change (tier RUN) is asked about with a click."""
+    return confirmation.tier_name(verdict_tier if verdict_tier in WAITING_TIERS else pb.CONFIRM_TIER_CONFIRM)
+
 
 def outcome_from_result(result: pb.StepResult) -> StepOutcome:
     return StepOutcome(
@@ -81,7 +125,7 @@ def outcome_from_result(result: pb.StepResult) -> StepOutcome:
         arguments=_loads(result.arguments_json, {}),
         content=_loads(result.content_json, None),
         error=result.error,
-        failure=failure_mode(result.failure) if result.failure else "",
+        failure=proto_failure_mode(result.failure) if result.failure else "",
         correction=correction_of(result.correction) if result.HasField("correction") else {},
     )
 
@@ -189,6 +233,7 @@ class Routed:
     rank_ms: float
     preview: pb.Preview | None = None
     grant_id: str = ""
+    grant_scope: str = ""  # the covering grant's scope (session, always)
 
 
 @dataclass(frozen=True)
@@ -287,6 +332,7 @@ class PlannerWorker:
         self.routing = routing
         self.list_tools = list_tools
         self.session_memory = session_memory
+        start_planner_series()
 
     async def refresh_catalogue(self, tool: str = "") -> None:
         """Reload the catalogue when it is stale; keep the old one if the tool host does not answer."""
@@ -314,7 +360,7 @@ class PlannerWorker:
         # Reading, judging and planning the words (the parse may take a while) in one trip off the loop.
         text, assessment, plan = await asyncio.to_thread(self.planning.read, turn.text, history)
         if assessment.verdict is policy.Verdict.REFUSE:
-            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_TURN_REFUSED)).inc()
+            FAILURE_MODES.labels(stage=STAGE, mode=proto_failure_mode(pb.FAILURE_MODE_TURN_REFUSED)).inc()
             state = core.start_run(text, turn.session_id, turn.dry_run, [], history)
             return await self._finish(turn.run_id, state, Finish(RunOutcome.REFUSED, assessment.reason))
         if assessment.verdict is policy.Verdict.CLARIFY and len(plan) > 1:
@@ -326,7 +372,7 @@ class PlannerWorker:
         if assessment.verdict is policy.Verdict.CLARIFY:
             # The person is asked first; the first step is still routed, held (and a dry run besides),
             # so the question comes with the tool it is about and the values already known.
-            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_TURN_NEEDS_CLARIFICATION)).inc()
+            FAILURE_MODES.labels(stage=STAGE, mode=proto_failure_mode(pb.FAILURE_MODE_TURN_NEEDS_CLARIFICATION)).inc()
             state = core.start_run(text, turn.session_id, True, plan[:1], history)
             state.held = assessment.reason
             if not plan:
@@ -366,7 +412,7 @@ class PlannerWorker:
             await self.store.update(envelope.run_id, fail, announce)
         except NotFound:
             pass
-        FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_STAGE_GAVE_UP)).inc()
+        FAILURE_MODES.labels(stage=STAGE, mode=proto_failure_mode(pb.FAILURE_MODE_STAGE_GAVE_UP)).inc()
         return []
 
     async def _advance(self, run_id: str, state: RunState, result: pb.StepResult | None = None) -> Sequence[Emit]:
@@ -378,15 +424,21 @@ class PlannerWorker:
             action = core.advance(state, self.planning.max_steps)
             if isinstance(action, Done):
                 if state.held:
-                    return await self._finish(run_id, state, answer.held(state), result)
-                finish = answer.compose(state, action, self.planning.catalogue.mutating)
-                return await self._finish(run_id, state, finish, result)
+                    finished = await self._finish(run_id, state, answer.held(state), result)
+                else:
+                    finish = answer.compose(state, action, self.planning.catalogue.mutating)
+                    finished = await self._finish(run_id, state, finish, result)
+                if action.cut_short:  # the step limit stopped the run with work left; the answer says so
+                    FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.PREMATURE_STOP).inc()
+                return finished
             lines = answer.settled_lines(state, self.planning.catalogue.mutating)
             if action is None:
                 await self._write(run_id, state, result, lines)
                 return []
             if action.attempt > 1:
-                FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_RETRY)).inc()
+                FAILURE_MODES.labels(stage=STAGE, mode=proto_failure_mode(pb.FAILURE_MODE_RETRY)).inc()
+            if core.context_left_out(state, action):  # earlier work left out of the step's context
+                FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.CONTEXT_EVICTION).inc()
             routed = await self._confirming(state, await self._route(run_id, state, action))
             sent = await self._settle(run_id, state, result, lines, routed)
             result = None
@@ -407,9 +459,13 @@ class PlannerWorker:
         verdict = await self._write(run_id, state, result, lines, routed, reopen=reopen)
         assert verdict is not None
         if verdict.failure:
-            FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(verdict.failure)).inc()
+            FAILURE_MODES.labels(stage=STAGE, mode=proto_failure_mode(verdict.failure)).inc()
         STEP_OUTCOMES.labels(stage=STAGE, outcome=kind_name(verdict.kind)).inc()
         call = routed.call
+        if verdict.grant_id:
+            CONFIRMATION_DECISIONS.labels(decision=GRANTED, scope=routed.grant_scope or "none").inc()
+        if verdict.status == pb.STEP_STATUS_AWAITING_CONFIRMATION:
+            CONFIRMATIONS_REQUESTED.labels(tier=waiting_tier(verdict.tier)).inc()
         if verdict.status == pb.STEP_STATUS_APPROVED:
             kind = pb.GRANT_KIND_STANDING if verdict.grant_id else pb.GRANT_KIND_POLICY
             return [
@@ -446,11 +502,11 @@ class PlannerWorker:
             log.warning("no preview of %s (%s); the person is asked with a click", call.tool, exc)
             text = f"Run {call.tool} with {call.arguments_json}"
             shown = pb.Preview(text=text, tier=pb.CONFIRM_TIER_CONFIRM)
-        grant_id = ""
+        grant_id = scope = ""
         if shown.tier == pb.CONFIRM_TIER_CONFIRM:
             covering = grants.covering(await grants.load(self.redis), call.tool, state.session_id)
-            grant_id = covering.grant_id if covering is not None else ""
-        return Routed(call, routed.server, routed.rank_ms, shown, grant_id)
+            grant_id, scope = (covering.grant_id, covering.scope) if covering is not None else ("", "")
+        return Routed(call, routed.server, routed.rank_ms, shown, grant_id, scope)
 
     async def _take_up(self, run: pb.Run, fill: pb.Fill) -> Sequence[Emit]:
         """The person filled the open values of a step that waited for them: the run goes on from that
@@ -651,15 +707,20 @@ class PlannerWorker:
                 made.append(Event(pb.EVENT_KIND_FINISHED, message=finish.answer))
             return made
 
-        remember = self._remember(state, finish) if finish is not None else None
+        remembered = self._remember(state, finish) if finish is not None else None
 
         def also(pipe: Pipeline, run: pb.Run, none: None) -> None:
             if waiting:  # the gateway rejects a step still waiting at its deadline
                 pipe.zadd(keys.AWAITING, dict(waiting))
-            if remember is not None:
-                remember(pipe, run, none)
+            if remembered is not None:
+                remembered[0](pipe, run, none)
 
         await self.store.update(run_id, mutate, announce, also)
+        # Counted once the write is made: a result is written once, a turn remembered once.
+        if result is not None and answer.claim_caught(state, result.step, self.planning.catalogue.mutating):
+            FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.CONFABULATED_CLAIM).inc()
+        if remembered is not None and remembered[1]:  # older turns folded into the session's summary
+            FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.CONTEXT_EVICTION).inc()
         return verdicts[0] if verdicts else None
 
     async def _state(self, run: pb.Run) -> RunState | None:
@@ -683,21 +744,22 @@ class PlannerWorker:
             log.warning("run %s has no record (forgotten, or never created); its message is dropped", run_id)
             return None
 
-    def _remember(self, state: RunState, finish: Finish) -> Callable[[Pipeline, pb.Run, None], None] | None:
+    def _remember(self, state: RunState, finish: Finish) -> tuple[Callable[[Pipeline, pb.Run, None], None], int] | None:
         """The finished turn added to its session's memory (the session as the turn found it, the
-        oldest turns folded into the summary), written in the same transaction as the answer. The
-        gateway forgets the least recently used sessions beyond the number kept."""
+        oldest turns folded into the summary), written in the same transaction as the answer, and how
+        many turns were folded. The gateway forgets the least recently used sessions beyond the
+        number kept."""
         if not state.session_id or not self.session_memory:
             return None
         history = SessionMemory.from_json(state.history.to_json())
-        history.remember(turn_memory(state, finish), self.session_tokens)
+        folded = history.remember(turn_memory(state, finish), self.session_tokens)
         stored = history.to_json()
 
         def write(pipe: Pipeline, _run: pb.Run, _none: None) -> None:
             pipe.set(keys.session_key(state.session_id), stored, ex=keys.RUN_TTL_SECONDS)
             pipe.zadd(keys.SESSIONS_INDEX, {state.session_id: runs.now_ms()})
 
-        return write
+        return write, folded
 
     async def _session(self, session_id: str) -> SessionMemory:
         if not session_id:

@@ -14,7 +14,7 @@ from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 async def main(settings: RouterSettings) -> None:
     runtime = ServiceRuntime("router", settings)
     model = (
-        LocalModel(settings.router_model, n_threads=settings.router_threads or None)
+        LocalModel(settings.router_model, n_threads=settings.router_threads or None, stage="router")
         if settings.router_use_model
         else None
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -10,11 +9,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.router import core
+from switchboard.metrics import FAILURE_MODES, STEP_OUTCOMES, FailureMode, start_failure_modes, timed_call
 from switchboard.reading import read_step
-from switchboard.telemetry import STEP_OUTCOMES
 from switchboard.v1 import switchboard_pb2 as pb
 
 STAGE = "router"
+
+# What the router catches a model doing, with a model to catch (an empty reply is LocalModel's own).
+CAUGHT_WITH_A_MODEL = (
+    FailureMode.MALFORMED_CALL,
+    FailureMode.INVENTED_ARGUMENT,
+    FailureMode.UNKNOWN_TOOL_RESOLVED,
+    FailureMode.UNKNOWN_TOOL_UNRESOLVED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,9 @@ class ToolRouter:
         span_copy: bool = True,
     ) -> None:
         self.model = model
+        start_failure_modes(STAGE, [FailureMode.DEFLECTION])
+        if model is not None:
+            start_failure_modes(STAGE, CAUGHT_WITH_A_MODEL)
         self.fusion = fusion
         self.model_choice = model_choice
         self.span_copy = span_copy
@@ -97,7 +107,14 @@ class ToolRouter:
             )
 
         start = time.perf_counter()
-        decision = await asyncio.to_thread(decide)
+        decision = await timed_call(STAGE, decide)
+        for mode in decision.caught:
+            FAILURE_MODES.labels(stage=STAGE, mode=mode).inc()
+        if decision.needs_clarification:
+            # FM-3, asking the person back instead of acting: here never the model's free choice (the
+            # grammar gives it none) but the router's own, for a value the words do not hold. Counted so
+            # that a rise in ask-backs shows beside the other modes.
+            FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.DEFLECTION).inc()
         outcome = pb.ROUTE_OUTCOME_NEEDS_CLARIFICATION if decision.needs_clarification else pb.ROUTE_OUTCOME_ROUTED
         STEP_OUTCOMES.labels(
             stage=STAGE, outcome=pb.RouteOutcome.Name(outcome).removeprefix("ROUTE_OUTCOME_").lower()

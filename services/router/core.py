@@ -52,6 +52,7 @@ from switchboard.extract import (
     mentions_word,
 )
 from switchboard.llm import chat_prompt, gbnf_literal, gbnf_runs
+from switchboard.metrics import FailureMode
 from switchboard.reading import Reading, blank_spans
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class RouteDecision:
     confidence: float
     # Required parameters nothing gave a value: the step is shown with these as open fields.
     missing: tuple[str, ...] = ()
+    # What the router caught the model doing on the way, and mended or dropped (one entry per time).
+    caught: tuple[FailureMode, ...] = ()
 
 
 def route(
@@ -199,7 +202,10 @@ def route(
     # fill arguments. Shown to the model while it chooses, it pulls a follow-up back to the tools of
     # the turn before ("session drift").
     chosen, how = choose_tool(reading, candidates, model if model_choice else None, fusion)
-    arguments, missing = fill_arguments(text, chosen, model, schema_grammar, context, inputs, reading, span_copy)
+    caught: list[FailureMode] = []
+    arguments, missing = fill_arguments(
+        text, chosen, model, schema_grammar, context, inputs, reading, span_copy, caught=caught
+    )
     confidence = round(float(chosen.score), 4)
     if missing:
         what = ", ".join(missing)
@@ -210,8 +216,9 @@ def route(
             f"{chosen.name} needs {what}; the request does not say it",
             confidence,
             tuple(missing),
+            tuple(caught),
         )
-    return RouteDecision(chosen.name, arguments, False, how, confidence)
+    return RouteDecision(chosen.name, arguments, False, how, confidence, caught=tuple(caught))
 
 
 def tie_set(candidates: list[CandidateTool]) -> list[CandidateTool]:
@@ -311,6 +318,8 @@ def fill_arguments(
     inputs: dict[str, Any] | None = None,
     reading: Reading | None = None,
     span_copy: bool = True,
+    *,
+    caught: list[FailureMode] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Arguments for `tool`, and the required parameters still without a trustworthy value.
 
@@ -320,7 +329,11 @@ def fill_arguments(
     words and a number as one the words state, under a grammar that admits nothing else (`span_copy`
     off lets it write under the schema's grammar instead: an ablation). A value taken from the words
     or the inputs goes to one parameter only.
+
+    What the model gave and was dropped is added to `caught`: a value copied from an example
+    (a placeholder: an invented argument), or output that is no JSON object (a malformed call).
     """
+    caught = caught if caught is not None else []
     properties: dict[str, Any] = tool.input_schema.get("properties", {})
     required: list[str] = list(tool.input_schema.get("required", []))
     carried = StepInputs.from_mapping(inputs)
@@ -349,11 +362,14 @@ def fill_arguments(
     unfilled = [name for name in required if name not in arguments and name not in not_for_model]
     if unfilled and model is not None and schema_grammar is not None:
         if span_copy:
-            generated = copy_arguments(reading, tool, unfilled, properties, model)
+            generated = copy_arguments(reading, tool, unfilled, properties, model, caught=caught)
         else:
-            generated = generate_arguments(text, tool, unfilled, properties, model, schema_grammar)
+            generated = generate_arguments(text, tool, unfilled, properties, model, schema_grammar, caught=caught)
         for name in unfilled:
-            if name not in generated or looks_like_placeholder(generated[name]):
+            if name not in generated:
+                continue
+            if looks_like_placeholder(generated[name]):
+                caught.append(FailureMode.INVENTED_ARGUMENT)
                 continue
             if name not in DATE_PARAMS and repeats_a_value(generated[name], arguments):
                 continue  # e.g. a subject copied into the body: two parameters never share a value
@@ -943,14 +959,21 @@ def enum_options(schema: dict[str, Any]) -> tuple[list[str], bool]:
 
 
 def copy_arguments(
-    reading: Reading, tool: CandidateTool, names: list[str], properties: dict[str, Any], model: ChoiceModel
+    reading: Reading,
+    tool: CandidateTool,
+    names: list[str],
+    properties: dict[str, Any],
+    model: ChoiceModel,
+    *,
+    caught: list[FailureMode] | None = None,
 ) -> dict[str, Any]:
     """The model's values for `names`, each one copied from the request's words.
 
     The grammar (see `copy_grammar`) admits a free-text value only as a run of consecutive words of the
     request, a number only as one the request states, a choice only among its options; a parameter with
     none of these to offer is left out, and stays open. The model decides where a title starts and
-    ends, never what it says.
+    ends, never what it says. Output that is no JSON object (the grammar cut short by max_tokens) is
+    dropped and added to `caught` as a malformed call.
     """
     taken = [(m.start, m.end) for m in reading.paths] + [(w.start, w.end) for w in reading.dates]
     taken += [(m.start(), m.end()) for e in reading.emails for m in re.finditer(re.escape(e), reading.text)]
@@ -962,11 +985,7 @@ def copy_arguments(
         "You copy the values of a tool call out of the user's request, word for word. Reply with JSON only.",
         f"Tool: {tool.name}: {first_sentence(tool.description)}\nFields:\n{lines}\nRequest: {reading.text}",
     )
-    try:
-        generated = json.loads(model.complete(prompt, grammar, max_tokens=48))
-    except json.JSONDecodeError:
-        return {}  # cut short by max_tokens: nothing half-copied is used
-    return generated if isinstance(generated, dict) else {}
+    return json_object_or_caught(model.complete(prompt, grammar, max_tokens=48), caught)
 
 
 # Punctuation that joins a word to the sentence, not part of a value copied from it.
@@ -1031,8 +1050,11 @@ def generate_arguments(
     properties: dict[str, Any],
     model: ChoiceModel,
     schema_grammar: Any,
+    *,
+    caught: list[FailureMode] | None = None,
 ) -> dict[str, Any]:
-    """The model's values for `names`, under a grammar that only admits JSON of the right shape."""
+    """The model's values for `names`, under a grammar that only admits JSON of the right shape
+    (output that is none is added to `caught` as a malformed call)."""
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {name: properties[name] for name in names},
@@ -1050,11 +1072,22 @@ def generate_arguments(
     except (AssertionError, ValueError, KeyError) as exc:  # llama.cpp's converter rejects some schemas
         log.warning("no argument grammar for %s: %s", tool.name, exc)
         return {}
+    return json_object_or_caught(model.complete(prompt, grammar, max_tokens=96), caught)
+
+
+def json_object_or_caught(raw: str, caught: list[FailureMode] | None) -> dict[str, Any]:
+    """The JSON object a model wrote, or nothing when it wrote none (a grammar cut short by max_tokens
+    leaves half an object): then a malformed call (FM-1) is added to `caught`, and nothing
+    half-written is used."""
     try:
-        generated = json.loads(model.complete(prompt, grammar, max_tokens=96))
+        generated = json.loads(raw)
     except json.JSONDecodeError:
-        return {}
-    return generated if isinstance(generated, dict) else {}
+        generated = None
+    if isinstance(generated, dict):
+        return generated
+    if caught is not None:
+        caught.append(FailureMode.MALFORMED_CALL)
+    return {}
 
 
 def is_path_param(name: str, schema: dict[str, Any]) -> bool:

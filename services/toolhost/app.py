@@ -36,10 +36,20 @@ from switchboard.approvals import UNDO, ApprovalRefused, Refusal, consume, refus
 from switchboard.confirmation import PolicyFile
 from switchboard.envelope import Envelope, step_key
 from switchboard.errors import InvalidRequest, SwitchboardError, UpstreamUnavailable
+from switchboard.metrics import (
+    APPROVAL_REFUSALS,
+    FAILURE_MODES,
+    STEP_OUTCOMES,
+    TOOL_CALLS,
+    TOOL_DURATION,
+    FailureMode,
+    proto_failure_mode,
+    start_failure_modes,
+    start_series,
+)
 from switchboard.preview import declared_tier, preview, render
 from switchboard.runs import store_large
 from switchboard.streams import Emit, Forget, emit
-from switchboard.telemetry import APPROVAL_REFUSALS, FAILURE_MODES, STEP_OUTCOMES, failure_mode, timed
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,37 @@ GRANTED_BY = {
     pb.GRANT_KIND_STANDING: "standing_grant",
     pb.GRANT_KIND_POLICY: "policy",
 }
+
+# How a call ended (`switchboard_tool_calls_total{outcome}`).
+CALL_SUCCEEDED = "succeeded"
+CALL_FAILED = "failed"
+CALL_REFUSED = "refused"  # its approval was refused: the tool never ran
+CALL_INTERRUPTED = "interrupted"  # the tool's server stopped mid-change; whether it happened is unknown
+CALL_OUTCOMES = (CALL_SUCCEEDED, CALL_FAILED, CALL_REFUSED, CALL_INTERRUPTED)
+# The `tool` label of a call naming no tool there is: callers' names must not make new series.
+UNKNOWN_TOOL = "unknown"
+
+# Ways a call goes wrong the tool host catches (the study's, then the proto's reasons).
+CAUGHT_HERE = (
+    FailureMode.MALFORMED_CALL,
+    FailureMode.INVALID_ARGUMENT,
+    FailureMode.UNKNOWN_TOOL_RESOLVED,
+    FailureMode.UNKNOWN_TOOL_UNRESOLVED,
+    FailureMode.APPROVAL_REFUSED,
+    FailureMode.TOOL_ERROR,
+    FailureMode.INTERRUPTED,
+)
+
+
+def call_outcome(result: pb.StepResult) -> str:
+    """How a call ended, as `switchboard_tool_calls_total` says it."""
+    if result.status == pb.STEP_STATUS_SUCCEEDED:
+        return CALL_SUCCEEDED
+    if result.failure == pb.FAILURE_MODE_APPROVAL_REFUSED:
+        return CALL_REFUSED
+    if result.failure == pb.FAILURE_MODE_INTERRUPTED:
+        return CALL_INTERRUPTED
+    return CALL_FAILED
 
 
 class ToolHost:
@@ -77,6 +118,15 @@ class ToolHost:
         self.audit = audit
         self.sandbox = sandbox
         self.trash = trash
+        start_failure_modes(STAGE, CAUGHT_HERE)
+        start_series(APPROVAL_REFUSALS, ({"reason": reason.value} for reason in Refusal))
+
+    def start_tool_series(self) -> None:
+        """Create every tool's call counts at 0 (once the servers have listed their tools)."""
+        names = sorted(self.tools())
+        start_series(TOOL_CALLS, ({"tool": name, "outcome": outcome} for name in names for outcome in CALL_OUTCOMES))
+        for name in names:
+            TOOL_DURATION.labels(tool=name)
 
     async def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until every server has listed its tools (they start in parallel)."""
@@ -87,6 +137,7 @@ class ToolHost:
         if not_done:
             down = [name for name, s in self.servers.items() if not s.ready.is_set()]
             raise UpstreamUnavailable(f"MCP servers did not start within {timeout:.0f}s: {', '.join(down)}")
+        self.start_tool_series()
 
     def tools(self) -> dict[str, core.ToolSpec]:
         return {spec.name: spec for server in self.servers.values() for spec in server.tools}
@@ -133,13 +184,18 @@ class ToolHost:
         after: dict[str, str] = {}
         content: Any = None
         try:
-            spec = core.resolve_tool(tool, self.tools())
+            spec = self._resolve_called(tool)
             result.tool = spec.name
-            arguments = core.parse_arguments(arguments_json)
+            try:
+                arguments = core.parse_arguments(arguments_json)
+            except core.InvalidRequest:
+                self._caught(FailureMode.MALFORMED_CALL)
+                raise
             changes = spec.confirmation_required or spec.destructive
             confirmation = audit_log.CONFIRMED if changes else audit_log.NOT_REQUIRED
             missing = core.missing_required(spec, arguments)
             if missing:
+                self._caught(FailureMode.INVALID_ARGUMENT)
                 params = ", ".join(spec.input_schema.get("properties", {}))
                 raise core.InvalidRequest(f"{spec.name} is missing {', '.join(missing)}; its parameters are: {params}")
             tier = self.tier_of(spec, arguments)
@@ -155,15 +211,15 @@ class ToolHost:
                 row = row if row is not None else self._audit_start(result, confirmation)
             start = time.perf_counter()
             try:
-                with timed(STAGE):
-                    content = await self.servers[spec.server].call(
-                        spec.short_name,
-                        arguments,
-                        self.call_timeout,
-                        key=(message_key or approval.nonce) if changes else "",
-                    )
+                content = await self.servers[spec.server].call(
+                    spec.short_name,
+                    arguments,
+                    self.call_timeout,
+                    key=(message_key or approval.nonce) if changes else "",
+                )
             finally:
                 result.duration_ms = (time.perf_counter() - start) * 1000
+                TOOL_DURATION.labels(tool=spec.name).observe(result.duration_ms / 1000)
             result.status = pb.STEP_STATUS_SUCCEEDED
             result.content_json = json.dumps(content, default=str)
             touched = [*core.path_arguments(arguments), *core.path_arguments(content)]
@@ -195,7 +251,29 @@ class ToolHost:
         STEP_OUTCOMES.labels(
             stage=STAGE, outcome=pb.StepStatus.Name(result.status).removeprefix("STEP_STATUS_").lower()
         ).inc()
+        TOOL_CALLS.labels(tool=self._tool_label(result.tool), outcome=call_outcome(result)).inc()
+        if result.failure in (pb.FAILURE_MODE_TOOL_ERROR, pb.FAILURE_MODE_INTERRUPTED):
+            self._caught(proto_failure_mode(result.failure))
         return result
+
+    def _resolve_called(self, name: str) -> core.ToolSpec:
+        """The tool a call names, counting a name that is not exactly a tool's (FM-8) as resolved to
+        one (a unique suffix, an alias, a close match on the same server) or not."""
+        try:
+            spec = core.resolve_tool(name, self.tools())
+        except core.UnknownTool:
+            self._caught(FailureMode.UNKNOWN_TOOL_UNRESOLVED)
+            raise
+        if spec.name != name:
+            self._caught(FailureMode.UNKNOWN_TOOL_RESOLVED)
+        return spec
+
+    def _tool_label(self, name: str) -> str:
+        return name if name in self.tools() else UNKNOWN_TOOL
+
+    @staticmethod
+    def _caught(mode: FailureMode) -> None:
+        FAILURE_MODES.labels(stage=STAGE, mode=mode).inc()
 
     async def preview(self, tool: str, arguments_json: str) -> pb.Preview:
         """What the call would do and the tier it is confirmed at (`refused` says why a path it names
@@ -301,13 +379,14 @@ class ToolHost:
 
     def _count_refusal(self, why: Refusal, tool: str, run_id: str, step: int) -> None:
         APPROVAL_REFUSALS.labels(reason=why.value).inc()
-        FAILURE_MODES.labels(stage=STAGE, mode=failure_mode(pb.FAILURE_MODE_APPROVAL_REFUSED)).inc()
+        self._caught(FailureMode.APPROVAL_REFUSED)
         log.warning("refused %s for run %s step %s: approval %s", tool, run_id, step, why.value)
 
     def refuse_replayed_message(self, call: pb.ToolCall) -> None:
         """Audit a copy of an approved call's message that arrived after the call was done: the stream
         skips it (the message is already handled), and the log shows the attempt."""
         self._count_refusal(Refusal.REPLAYED, call.tool, call.run_id, call.step)
+        TOOL_CALLS.labels(tool=self._tool_label(call.tool), outcome=CALL_REFUSED).inc()
         row = self.audit.begin(
             kind="call",
             tool=call.tool,

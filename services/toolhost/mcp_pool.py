@@ -24,11 +24,13 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, RequestParamsMeta, Tool
+from opentelemetry import trace
 
 from services.toolhost.core import ToolSpec, spec_from_mcp
 from services.toolhost.servers import META_CALL_KEY, META_CORRECTION, META_INTERRUPTED
 from switchboard.errors import UpstreamUnavailable
 from switchboard.settings import PROJECT_ROOT
+from switchboard.telemetry import failed, inject, tool_call_span
 from switchboard.v1 import switchboard_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,25 @@ class McpServer:
             raise UpstreamUnavailable(f"{self.name}'s {uri} is not a JSON object")
         return value
 
+    async def _send(
+        self, session: ClientSession, span: trace.Span, tool: str, arguments: dict[str, Any], timeout: float, key: str
+    ) -> Any:
+        """Send one tools/call inside its CLIENT `span`, whose trace context goes in the request's `_meta`
+        (MCP's way, so the server's span is its child); a failure the tool reports marks the span
+        `tool_error`."""
+        # An open map: keys beyond the protocol's own travel as they are.
+        meta: dict[str, Any] = {META_CALL_KEY: key} if key else {}
+        inject(meta, span)
+        sent = cast(RequestParamsMeta, meta) if meta else None
+        try:
+            result = await asyncio.wait_for(session.call_tool(tool, arguments, meta=sent), timeout)
+        except TimeoutError as exc:
+            failed(span, exc)
+            raise ToolCallFailed(f"{self.name}.{tool} took longer than {timeout:.0f}s and was abandoned") from exc
+        if isinstance(result, CallToolResult) and result.is_error:
+            failed(span, "tool_error")
+        return result
+
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float, key: str = "") -> Any:
         """Call `tool` (its unprefixed name); returns the structured result or raises `ToolCallFailed`.
 
@@ -187,13 +208,10 @@ class McpServer:
         session = self.session
         if session is None:
             raise UpstreamUnavailable(f"MCP server {self.name} is not running (restarts so far: {self.restarts})")
-        try:
-            # An open map: keys beyond the protocol's own travel as they are.
-            meta = cast(RequestParamsMeta, {META_CALL_KEY: key}) if key else None
-            call = session.call_tool(tool, arguments, meta=meta)
-            result = await asyncio.wait_for(call, timeout)
-        except TimeoutError as exc:
-            raise ToolCallFailed(f"{self.name}.{tool} took longer than {timeout:.0f}s and was abandoned") from exc
+        with tool_call_span(
+            trace.SpanKind.CLIENT, tool, protocol_version=str(getattr(session, "protocol_version", "") or "")
+        ) as span:
+            result = await self._send(session, span, tool, arguments, timeout, key)
         if not isinstance(result, CallToolResult):
             raise ToolCallFailed(f"{self.name}.{tool} asked for input mid-call, which the tool host does not support")
         text = "\n".join(getattr(block, "text", "") for block in result.content).strip()

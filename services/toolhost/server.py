@@ -6,9 +6,10 @@ import asyncio
 
 import grpc
 
-from services.toolhost.app import ToolHost
+from services.toolhost.app import STAGE, ToolHost
 from services.toolhost.core import MAX_AUDIT_ENTRIES, MissingApproval, fitted_audit
 from switchboard.errors import InvalidRequest, NotFound
+from switchboard.metrics import timed_work
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -23,9 +24,11 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
     async def CallTool(self, request: pb.CallToolRequest, context: grpc.aio.ServicerContext) -> pb.StepResult:
         if not request.tool:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tool is empty")
-        return await self.host.call(
-            request.tool, request.arguments_json, request.run_id, request.step, request.approval, request.session_id
-        )
+        # The stream path times its work in the stream worker; a call over gRPC is timed here.
+        with timed_work(STAGE):
+            return await self.host.call(
+                request.tool, request.arguments_json, request.run_id, request.step, request.approval, request.session_id
+            )
 
     async def Undo(self, request: pb.UndoRequest, context: grpc.aio.ServicerContext) -> pb.UndoResponse:
         try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from services.gateway.app import Gateway
 from switchboard import grants, keys, runs
@@ -244,3 +245,72 @@ async def test_the_tier_is_the_tool_hosts_at_the_moment_of_the_decision(gateway,
     await refused(lambda: gw.confirm(run.run_id, 1, True), "type 'late.txt' to confirm")
     approved = await gw.confirm(run.run_id, 1, True, typed="late.txt")
     assert approved.steps[0].preview.text == "Overwrite /d/late.txt (the old version is kept in the trash)"
+
+
+# ---- what the gateway's metrics say of decisions ----
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def decided(decision: str, scope: str) -> float:
+    return sample("switchboard_confirmation_decisions_total", decision=decision, scope=scope)
+
+
+async def waited_since(gw: Gateway, run_id: str, seconds_ago: float, due: bool = False) -> None:
+    """Make the step look as if it began to wait `seconds_ago` (its deadline that long after it began)."""
+    started = runs.now_ms() - int(seconds_ago * 1000)
+    deadline = started + int(gw.deadline_seconds * 1000)
+
+    def backdate(record: pb.Run) -> None:
+        runs.step_record(record, 1).deadline_unix_ms = deadline
+
+    score = runs.now_ms() - 1 if due else deadline
+    await gw.store.update(
+        run_id, backdate, also=lambda pipe, _r, _n: pipe.zadd(keys.AWAITING, {runs.awaiting_member(run_id, 1): score})
+    )
+
+
+async def test_an_allowance_is_counted_with_its_scope_and_how_long_the_person_took(gateway) -> None:  # noqa: ANN001
+    gw, host = gateway
+    run = await waiting(gw, host, "filesystem.write_file", {"path": "/d/new.txt", "content": "x"})
+    await waited_since(gw, run.run_id, 5.0)
+    assert await gw.count_waiting() == 1 and sample("switchboard_confirmations_waiting") == 1
+    before = decided("allowed", "once"), sample("switchboard_confirmation_wait_seconds_sum", decision="allowed")
+    await gw.confirm(run.run_id, 1, True)
+    assert decided("allowed", "once") == before[0] + 1
+    took = sample("switchboard_confirmation_wait_seconds_sum", decision="allowed") - before[1]
+    assert 5.0 <= took < 60.0
+    assert await gw.count_waiting() == 0 and sample("switchboard_confirmations_waiting") == 0
+    session = await waiting(gw, host, "filesystem.write_file", {"path": "/d/2.txt", "content": "x"}, "s1")
+    edited = decided("allowed_edited", "session")
+    await gw.confirm(session.run_id, 1, True, scope="session", arguments_json='{"path": "/d/3.txt", "content": "y"}')
+    assert decided("allowed_edited", "session") == edited + 1
+
+
+async def test_a_rejection_and_an_expiry_are_counted_as_such(gateway) -> None:  # noqa: ANN001
+    gw, host = gateway
+    rejected, expired = decided("rejected", "none"), decided("expired", "none")
+    caught = sample("switchboard_failure_modes_total", stage="gateway", mode="confirmation_expired")
+    run = await waiting(gw, host, "filesystem.delete_file", {"path": "/d/b.txt"})
+    await gw.confirm(run.run_id, 1, False, reason="I still need it")
+    assert decided("rejected", "none") == rejected + 1
+    late = await waiting(gw, host, "filesystem.delete_file", {"path": "/d/c.txt"})
+    await waited_since(gw, late.run_id, 1.0, due=True)
+    assert await gw.expire_waiting() == 1
+    assert decided("expired", "none") == expired + 1
+    assert sample("switchboard_failure_modes_total", stage="gateway", mode="confirmation_expired") == caught + 1
+
+
+async def test_a_turn_is_counted_by_the_api_it_came_by(gateway) -> None:  # noqa: ANN001
+    gw, _ = gateway
+    assert REGISTRY.get_sample_value("switchboard_turns_accepted_total", {"api": "openai"}) is not None
+    before = sample("switchboard_turns_accepted_total", api="http")
+    await gw.submit("list my files", api="http")
+    await gw.submit("list my files again", idempotency_key="k1", api="http")
+    await gw.submit("list my files again", idempotency_key="k1", api="http")  # the same request: no new turn
+    assert sample("switchboard_turns_accepted_total", api="http") == before + 2
+    work = sample("switchboard_stage_work_seconds_count", stage="gateway")
+    await gw.submit("and once more")
+    assert sample("switchboard_stage_work_seconds_count", stage="gateway") == work + 1

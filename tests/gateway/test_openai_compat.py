@@ -122,7 +122,8 @@ class FakeGateway:
         self.run = run or pb.Run(run_id="run-7", status=pb.RUN_STATUS_RUNNING)
         self.submitted: list[tuple[str, str]] = []
 
-    async def submit(self, text: str, session_id: str = "", dry_run: bool = False) -> pb.Run:
+    async def submit(self, text: str, session_id: str = "", dry_run: bool = False, *, api: str) -> pb.Run:
+        assert api == "openai", api
         self.submitted.append((text, session_id))
         return pb.Run(
             run_id="run-7", session_id=session_id or "fresh-session", text=text, status=pb.RUN_STATUS_PLANNING

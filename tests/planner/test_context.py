@@ -5,6 +5,7 @@ from services.planner.context import (
     common_folder,
     estimate_tokens,
     fit_lines,
+    lines_left_out,
     listed_paths,
     mentioned_paths,
     result_text,
@@ -49,3 +50,18 @@ def test_a_session_folds_its_oldest_turns_into_a_summary_when_over_budget() -> N
     again = SessionMemory.from_json(memory.to_json())
     assert again == memory
     assert "Earlier in this session" in again.context_lines()[-1]
+
+
+def test_remembering_says_how_many_turns_were_folded() -> None:
+    memory = SessionMemory()
+    turn = TurnMemory("request " * 20, "answered", [], [], "gist")
+    assert memory.remember(turn, budget=40) == 0  # the latest turn is always kept whole
+    assert memory.remember(turn, budget=40) == 1
+    assert memory.remember(turn, budget=100_000) == 0
+
+
+def test_lines_left_out_are_those_fit_lines_drops() -> None:
+    lines = ["a" * 35, "b" * 35, "c" * 35]  # 10 tokens each, 11 with the line break
+    assert fit_lines(lines, 22) == "\n".join(lines[:2]) and lines_left_out(lines, 22) == 1
+    assert lines_left_out(lines, 1000) == 0 and lines_left_out([], 5) == 0
+    assert lines_left_out(["a" * 3500], 5) == 0  # a first line too long is cut, not left out

@@ -4,6 +4,7 @@ from services.planner.answer import compose, settled_lines
 from services.planner.context import SessionMemory, TurnMemory
 from services.planner.core import (
     advance,
+    context_left_out,
     finish,
     guess_server,
     parse_model_plan,
@@ -168,8 +169,25 @@ def test_the_step_limit_ends_the_run_and_says_how_much_was_left() -> None:
         order = step(state)
         succeed(state, order, "filesystem.read_file", {"path": order.item, "content": "x"}, path=order.item)
     action = advance(state, max_steps=4)
-    assert isinstance(action, Done)
+    assert isinstance(action, Done) and action.cut_short == 17
     assert any("Stopped after 4 steps" in note and "17 more" in note for note in state.notes)
+
+
+def test_a_run_that_ends_within_the_limit_is_not_cut_short() -> None:
+    state = run_of("list ~/a")
+    succeed(state, step(state), "filesystem.list_dir", {"entries": []}, path="~/a")
+    done = advance(state, max_steps=4)
+    assert isinstance(done, Done) and done.cut_short == 0
+
+
+def test_earlier_work_left_out_of_a_steps_context_is_counted() -> None:
+    state = run_of("list ~/a", "list ~/b")
+    first = step(state)
+    succeed(state, first, "filesystem.list_dir", {"entries": [{"name": "x" * 3000}]}, path="~/a")
+    state.history = SessionMemory([TurnMemory("an earlier request " * 40, "answered", [], [], "gist " * 40)])
+    second = step(state)
+    assert context_left_out(state, second) >= 1
+    assert context_left_out(state, replace(second, attempt=2)) == 0  # a retry's context is its correction
 
 
 def test_dry_run_steps_continue_and_the_answer_says_nothing_ran() -> None:

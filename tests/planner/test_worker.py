@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from services.planner.worker import Catalogue, PlannerWorker, Planning
 from switchboard import keys, runs
@@ -256,3 +257,92 @@ async def test_a_dry_run_settles_every_step_in_one_go(
     out = list(await worker.on_turn(await turn(redis, "r13", text, dry_run=True)))
     run = await finished(redis, out, "r13")
     assert [s.status for s in run.steps] == [pb.STEP_STATUS_SKIPPED, pb.STEP_STATUS_SKIPPED]
+
+
+# ---- what the planner's metrics say ----
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def caught(mode: str) -> float:
+    return sample("switchboard_failure_modes_total", stage="planner", mode=mode)
+
+
+async def test_a_step_that_waits_for_the_person_is_a_confirmation_requested(
+    redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    catalogue = Catalogue()
+    catalogue.load(TOOLS)
+    planning = Planning(catalogue, PathPolicy((tmp_path,), tmp_path))
+    worker = PlannerWorker(redis, planning, 1500, Routing("filesystem.write_file"), POLICY_KEY)
+    before = sample("switchboard_confirmations_requested_total", tier="confirm")
+    assert REGISTRY.get_sample_value("switchboard_confirmations_requested_total", {"tier": "typed"}) is not None
+    await worker.on_turn(await turn(redis, "m1", f"Write 'hi' to {tmp_path}/a.txt"))
+    assert sample("switchboard_confirmations_requested_total", tier="confirm") == before + 1
+
+
+async def test_a_finished_run_is_counted_once(worker: PlannerWorker, redis: aioredis.Redis) -> None:
+    before = sample("switchboard_runs_finished_total", status="refused")
+    envelope = await turn(redis, "m2", "Show me the contents of /etc/shadow")
+    await finished(redis, list(await worker.on_turn(envelope)), "m2")
+    assert sample("switchboard_runs_finished_total", status="refused") == before + 1
+    assert caught("turn_refused") >= 1
+    await worker.on_turn(envelope)  # handled again
+    await worker.give_up(envelope, RuntimeError("late"))  # and given up on: it is finished already
+    assert sample("switchboard_runs_finished_total", status="refused") == before + 1
+
+
+async def test_a_change_its_result_does_not_confirm_is_a_confabulated_claim_caught(
+    worker: PlannerWorker, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    await worker.on_turn(await turn(redis, "m3", f"Write 'hi' to {tmp_path}/a.txt"))
+    before = caught("confabulated_claim")
+    unconfirmed = result("m3", 1, "filesystem.write_file", {"success": True}, path="a.txt")
+    end = await finished(redis, list(await worker.on_result(unconfirmed)), "m3")
+    assert "cannot say it did" in end.answer
+    assert caught("confabulated_claim") == before + 1
+    await worker.on_result(unconfirmed)  # the same result again changes and counts nothing
+    assert caught("confabulated_claim") == before + 1
+
+
+async def test_a_confirmed_change_is_no_confabulation(
+    worker: PlannerWorker, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    await worker.on_turn(await turn(redis, "m4", f"Write 'hi' to {tmp_path}/a.txt"))
+    before = caught("confabulated_claim")
+    written = {"success": True, "path": f"{tmp_path}/a.txt", "undo": [{"kind": "remove_created"}]}
+    await worker.on_result(result("m4", 1, "filesystem.write_file", written, path="a.txt"))
+    assert caught("confabulated_claim") == before
+
+
+async def test_a_run_the_step_limit_stops_with_work_left_is_a_premature_stop(
+    redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    catalogue = Catalogue()
+    catalogue.load(TOOLS)
+    planning = Planning(catalogue, PathPolicy((tmp_path,), tmp_path), max_steps=1)
+    worker = PlannerWorker(redis, planning, 1500, Routing(), POLICY_KEY)
+    text = f"List the files in {tmp_path}, then read {tmp_path}/a.txt"
+    only_call(list(await worker.on_turn(await turn(redis, "m5", text))))
+    before = caught("premature_stop")
+    listed = result("m5", 1, "filesystem.search_files", {"matches": []}, path=str(tmp_path))
+    end = await finished(redis, list(await worker.on_result(listed)), "m5")
+    assert "Stopped after 1 steps" in end.answer
+    assert caught("premature_stop") == before + 1
+
+
+async def test_older_turns_folded_out_of_a_sessions_memory_are_a_context_eviction(
+    redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    catalogue = Catalogue()
+    catalogue.load(TOOLS)
+    worker = PlannerWorker(redis, Planning(catalogue, PathPolicy((tmp_path,), tmp_path)), 10, Routing(), POLICY_KEY)
+    refused = "Show me the contents of /etc/shadow"
+    await worker.on_turn(await turn(redis, "m6", refused, session="s-evict"))
+    before = caught("context_eviction")
+    await worker.on_turn(await turn(redis, "m7", refused, session="s-evict"))
+    assert caught("context_eviction") == before + 1
+    memory = json.loads(await redis.get(keys.session_key("s-evict")))
+    assert len(memory["turns"]) == 1 and memory["summary"]

@@ -60,7 +60,7 @@ def test_every_replica_serves_and_the_steps_are_shared(replicated: SupervisedSta
         assert run_record(replicated, run_id)["status"] == "answered"
     # The planner times each message it handles; the router and the filter count each step's outcome.
     counts = {
-        "planner": "switchboard_stage_latency_seconds_count",
+        "planner": "switchboard_stage_work_seconds_count",
         "router": "switchboard_step_outcomes_total",
         "filter": "switchboard_step_outcomes_total",
     }

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from services.toolhost.app import ApprovedCallWorker, ToolHost
 from services.toolhost.audit import AuditLog
 from services.toolhost.mcp_pool import McpServer
 from services.toolhost.sandbox import Sandbox
+from services.toolhost.server import ToolHostServicer
 from services.toolhost.servers.kit import Trash
 from services.toolhost.settings import ToolHostSettings
 from switchboard import keys
@@ -328,3 +330,74 @@ async def test_a_call_cut_off_by_the_tool_host_dying_is_resumed_and_runs_once(
     results = [pb.StepResult.FromString(Envelope.from_fields(f).body) for _, f in await redis.xrange(keys.RESULTS)]
     assert [r.status for r in results] == [pb.STEP_STATUS_SUCCEEDED]
     assert json.loads(results[0].content_json)["path"] == str(target)
+
+
+# ---- what the tool host's metrics say of a call ----
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def calls(tool: str, outcome: str) -> float:
+    return sample("switchboard_tool_calls_total", tool=tool, outcome=outcome)
+
+
+def caught(mode: str) -> float:
+    return sample("switchboard_failure_modes_total", stage="toolhost", mode=mode)
+
+
+async def test_every_tool_has_its_call_series_from_the_start(host: ToolHost) -> None:
+    for outcome in ("succeeded", "failed", "refused", "interrupted"):
+        labels = {"tool": "filesystem.list_dir", "outcome": outcome}
+        assert REGISTRY.get_sample_value("switchboard_tool_calls_total", labels) is not None
+
+
+async def test_a_call_is_counted_by_tool_and_outcome_and_timed(host: ToolHost, root: Path) -> None:
+    before = (
+        calls("filesystem.read_file", "succeeded"),
+        sample("switchboard_tool_call_duration_seconds_count", tool="filesystem.read_file"),
+    )
+    result = await approved_call(host, "filesystem.read_file", {"path": str(root / "report.txt")})
+    assert result.status == pb.STEP_STATUS_SUCCEEDED
+    assert calls("filesystem.read_file", "succeeded") == before[0] + 1
+    assert sample("switchboard_tool_call_duration_seconds_count", tool="filesystem.read_file") == before[1] + 1
+    refused = calls("filesystem.delete_file", "refused"), caught("approval_refused")
+    await host.call("filesystem.delete_file", json.dumps({"path": str(root / "report.txt")}), "run1", 1, pb.Approval())
+    assert (calls("filesystem.delete_file", "refused"), caught("approval_refused")) == (refused[0] + 1, refused[1] + 1)
+
+
+async def test_a_wrong_tool_name_is_counted_resolved_or_not(host: ToolHost, root: Path) -> None:
+    resolved, unresolved = caught("unknown_tool_resolved"), caught("unknown_tool_unresolved")
+    unknown = calls("unknown", "failed")
+    result = await approved_call(host, "read_file", {"path": str(root / "report.txt")})  # no server prefix
+    assert result.status == pb.STEP_STATUS_SUCCEEDED and result.tool == "filesystem.read_file"
+    assert caught("unknown_tool_resolved") == resolved + 1
+    failed = await approved_call(host, "filesystem.teleport_file", {"path": "x"})
+    assert failed.status == pb.STEP_STATUS_FAILED
+    assert caught("unknown_tool_unresolved") == unresolved + 1
+    assert calls("unknown", "failed") == unknown + 1  # a made-up name makes no series of its own
+
+
+async def test_arguments_no_json_object_or_missing_a_required_one_are_counted(host: ToolHost) -> None:
+    malformed, invalid = caught("malformed_call"), caught("invalid_argument")
+    args = '{"path": '
+    cut = await host.call("filesystem.read_file", args, "run1", 1, approval("filesystem.read_file", args), "s")
+    assert cut.status == pb.STEP_STATUS_FAILED and caught("malformed_call") == malformed + 1
+    missing = await approved_call(host, "filesystem.read_file", {}, step=2)
+    assert "missing path" in missing.error and caught("invalid_argument") == invalid + 1
+
+
+async def test_a_call_over_grpc_is_the_tool_hosts_work(host: ToolHost, root: Path) -> None:
+    work = sample("switchboard_stage_work_seconds_count", stage="toolhost")
+    args = json.dumps({"path": str(root / "report.txt")})
+    request = pb.CallToolRequest(
+        tool="filesystem.read_file",
+        arguments_json=args,
+        run_id="run1",
+        step=1,
+        approval=approval("filesystem.read_file", args),
+    )
+    result = await ToolHostServicer(host).CallTool(request, None)  # type: ignore[arg-type]
+    assert result.status == pb.STEP_STATUS_SUCCEEDED
+    assert sample("switchboard_stage_work_seconds_count", stage="toolhost") == work + 1

@@ -31,13 +31,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as McpToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 from services.toolhost.sandbox import PathOutsideSandbox
@@ -56,7 +58,7 @@ from services.toolhost.servers import (
 from services.toolhost.servers.journal import CallJournal, Interrupted, Replayed
 from services.toolhost.settings import ToolHostSettings
 from switchboard.errors import InvalidRequest
-from switchboard.telemetry import setup_logging
+from switchboard.telemetry import extract, failed, setup_logging, setup_tracing, tool_call_span
 
 __all__ = [
     "Correction",
@@ -332,8 +334,7 @@ def _guarded(fn: Callable[_P, _R], effects: Effects) -> Callable[..., Any]:
             )
         return result
 
-    @functools.wraps(fn)
-    def call(*args: Any, call_context: Context | None = None, **kwargs: Any) -> Any:
+    def journaled(args: Any, kwargs: Any, call_context: Context | None) -> Any:
         journal, key = _journal_and_key(call_context)
         if effects.read_only or journal is None or not key:
             return run(args, kwargs)
@@ -342,6 +343,22 @@ def _guarded(fn: Callable[_P, _R], effects: Effects) -> Callable[..., Any]:
         except Interrupted as exc:
             return _interrupted(name, str(exc))
         return _revived(outcome.outcome, returns) if isinstance(outcome, Replayed) else outcome
+
+    @functools.wraps(fn)
+    def call(*args: Any, call_context: Context | None = None, **kwargs: Any) -> Any:
+        parent, request_id, protocol = _trace_of(call_context)
+        with tool_call_span(
+            trace.SpanKind.SERVER,
+            name,
+            parent=parent,
+            request_id=request_id,
+            protocol_version=protocol,
+            tool_errors=(McpToolError,),
+        ) as span:
+            result = journaled(args, kwargs, call_context)
+            if isinstance(result, CallToolResult) and result.is_error:
+                failed(span, "tool_error")
+            return result
 
     # The SDK hands the request's context to the parameter annotated `Context`, and leaves it out of
     # the tool's input schema. The annotations are evaluated here, in the tool's own module.
@@ -371,6 +388,18 @@ def _journal_and_key(context: Context | None) -> tuple[CallJournal | None, str]:
         return None, ""
     key = meta.get(META_CALL_KEY, "")
     return journal, key if isinstance(key, str) else ""
+
+
+def _trace_of(context: Context | None) -> tuple[otel_context.Context | None, str, str]:
+    """The trace context the request's `_meta` carries (MCP's way of propagating it), its JSON-RPC id and
+    the session's protocol version; (None, "", "") outside a request."""
+    if context is None:
+        return None, "", ""
+    try:
+        meta = context.request_context.meta or {}
+        return extract(cast(Mapping[str, Any], meta)), context.request_id, context.protocol_version or ""
+    except (ValueError, AttributeError):  # no request in progress (a tool function called directly)
+        return None, "", ""
 
 
 def _recorded(result: Any) -> dict[str, Any]:
@@ -624,9 +653,12 @@ def sqlite_transaction(path: Path, schema: str, *, foreign_keys: bool = False) -
 
 
 def serve(build_server: Callable[[ToolHostSettings], MCPServer], name: str) -> None:
-    """Run a server over stdio with the tool host's settings; logs go to stderr."""
+    """Run a server over stdio with the tool host's settings; logs go to stderr, and its spans (service
+    `switchboard-tool-<name>`) over OTLP when the tool host's `SWITCHBOARD_OTLP_ENDPOINT` is set (a
+    server inherits the tool host's environment)."""
     settings = ToolHostSettings()
     setup_logging(f"toolhost.{name}", settings.log_level)
+    setup_tracing(f"tool-{name}", settings.otlp_endpoint)
     server = build_server(settings)
     keep_journal(server, CallJournal(settings.calls_journal_path, settings.call_timeout_seconds))
     server.run("stdio")
