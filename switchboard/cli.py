@@ -1,6 +1,6 @@
 """`sb`: Switchboard from the terminal, through the gateway's HTTP API.
 
-Commands: ask, runs, show, confirm, fill, undo, grants, revoke, audit, plan, tools, bench, status.
+Commands: ask, runs, show, confirm, fill, undo, grants, revoke, audit, plan, tools, bench, status, top.
 Errors print one line and exit non-zero.
 """
 
@@ -15,10 +15,12 @@ from typing import Any, NoReturn
 
 import grpc
 import httpx
+import redis
 from pydantic import Field
 
 from switchboard.bench import KINDS
 from switchboard.settings import CommonSettings
+from switchboard.top import Endpoint, Scrape, build_view, endpoint_from_heartbeat, parse_scrape, render
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -306,10 +308,10 @@ def cmd_tools(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
-    from switchboard import keys
+def stack_redis_url(settings: CliSettings) -> str:
+    """The Redis the services use: `SWITCHBOARD_REDIS_URL` if set, else the one the stack on this machine
+    wrote into the state directory when it started, else the default."""
     from switchboard.stack import REDIS_URL_FILE
-    from switchboard.status import collect_status
 
     url = os.environ.get("SWITCHBOARD_REDIS_URL", "")
     if not url:
@@ -317,7 +319,14 @@ def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
             url = (settings.state_dir / REDIS_URL_FILE).read_text().strip()
         except FileNotFoundError:
             url = settings.redis_url
-    status = collect_status(url, settings.redis_password())
+    return url
+
+
+def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
+    from switchboard import keys
+    from switchboard.status import collect_status
+
+    status = collect_status(stack_redis_url(settings), settings.redis_password())
     if args.json:
         print_json(status)
     else:
@@ -342,6 +351,110 @@ def cmd_status(settings: CliSettings, args: argparse.Namespace) -> int:
         if not status["services"]:
             print("no services running")
     return 0 if "error" not in status["redis"] else EXIT_FAILED
+
+
+# How long one service's /metrics may take to answer before it is shown as not answering.
+SCRAPE_TIMEOUT_SECONDS = 2.0
+
+
+def metrics_endpoints(client: redis.Redis) -> list[Endpoint]:
+    """The metrics endpoint of every service replica with a live heartbeat record (`RedisError` when
+    Redis does not answer)."""
+    import socket
+
+    from switchboard import keys
+
+    endpoints = []
+    for key in client.scan_iter(match=keys.SERVICE_PATTERN, count=100):
+        raw = client.get(key)
+        if raw is None:  # expired since the scan
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            continue  # not a heartbeat a service wrote; nothing to scrape
+        endpoint = endpoint_from_heartbeat(record, socket.gethostname()) if isinstance(record, dict) else None
+        if endpoint is not None:
+            endpoints.append(endpoint)
+    return sorted(set(endpoints), key=lambda e: (e.service, e.replica, e.url))
+
+
+def scrape_all(http: httpx.Client, endpoints: list[Endpoint]) -> dict[Endpoint, Scrape | str]:
+    """Each endpoint's metrics, or why it gave none."""
+    scrapes: dict[Endpoint, Scrape | str] = {}
+    for endpoint in endpoints:
+        try:
+            response = http.get(endpoint.url)
+            response.raise_for_status()
+            scrapes[endpoint] = parse_scrape(response.text)
+        except httpx.HTTPStatusError as exc:
+            scrapes[endpoint] = f"HTTP {exc.response.status_code}"
+        except httpx.HTTPError as exc:
+            scrapes[endpoint] = exc.__class__.__name__
+        except ValueError as exc:  # the parser's complaint about text that is not the exposition format
+            scrapes[endpoint] = f"unreadable metrics: {exc}"
+    return scrapes
+
+
+def cmd_top(settings: CliSettings, args: argparse.Namespace) -> int:
+    """Every `--interval` seconds, what each stage did since the last refresh (latency quantiles,
+    throughput, errors), the streams' backlog and the stack's rates, from every running service's
+    metrics endpoint. Redrawn in place on a terminal; frames one after another otherwise."""
+    import time
+    from datetime import datetime
+
+    from switchboard.status import redacted
+
+    if args.interval <= 0:
+        fail("--interval must be more than 0 seconds", EXIT_USAGE)
+    if args.iterations is not None and args.iterations < 1:
+        fail("--iterations must be at least 1", EXIT_USAGE)
+    url = stack_redis_url(settings)
+    password = settings.redis_password()
+    client = redis.Redis.from_url(
+        url, socket_timeout=SCRAPE_TIMEOUT_SECONDS, **({"password": password} if password else {})
+    )
+    http = httpx.Client(timeout=min(SCRAPE_TIMEOUT_SECONDS, args.interval))
+    try:
+        try:
+            endpoints = metrics_endpoints(client)
+        except redis.RedisError as exc:
+            fail(f"cannot reach Redis at {redacted(url)} ({exc.__class__.__name__}); is the stack running?")
+        if not endpoints:
+            fail(f"no service is running (no heartbeat in Redis at {redacted(url)}); start the stack (`make start`)")
+        before = scrape_all(http, endpoints)
+        then = time.monotonic()
+        redraw = sys.stdout.isatty()
+        refreshes = 0
+        while args.iterations is None or refreshes < args.iterations:
+            # Paced from the first scrape, so that the refreshes keep their rhythm however long a scrape takes.
+            time.sleep(max(0.0, then + args.interval - time.monotonic()))
+            note = ""
+            try:
+                endpoints = metrics_endpoints(client) or endpoints
+            except redis.RedisError as exc:
+                note = f"  (Redis does not answer: {exc.__class__.__name__}; the services found before)"
+            now = time.monotonic()
+            after = scrape_all(http, endpoints)
+            answered = {e: s for e, s in before.items() if not isinstance(s, str)}
+            view = build_view(answered, after, now - then)
+            title = (
+                f"sb top  {datetime.now().astimezone():%Y-%m-%d %H:%M:%S}  the last {now - then:.1f} s, "
+                f"{len(endpoints)} service processes{note}"
+            )
+            if redraw:
+                sys.stdout.write("\x1b[H\x1b[2J")  # cursor home, clear the screen
+            elif refreshes:
+                print()
+            print(render(view, title), flush=True)
+            before, then = after, now
+            refreshes += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        http.close()
+        client.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -419,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="Redis streams and service health")
     status.add_argument("--json", action="store_true")
+
+    top = sub.add_parser("top", help="live per-stage latency and throughput, from every service's metrics")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    top.add_argument("--iterations", type=int, default=None, help="stop after this many refreshes")
     return parser
 
 
@@ -427,6 +544,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = CliSettings()
     if args.command == "status":
         sys.exit(cmd_status(settings, args))
+    if args.command == "top":
+        sys.exit(cmd_top(settings, args))
     if args.command == "bench":
         sys.exit(cmd_bench(settings, args))
     if args.command == "plan":
