@@ -618,15 +618,6 @@ async def trim_acknowledged(redis: aioredis.Redis, stream: str) -> int:
     return int(await redis.xtrim(stream, minid=min(needed, key=_id_key), approximate=False))
 
 
-async def stream_stats(redis: aioredis.Redis) -> dict[str, int]:
-    """Length of every Switchboard stream (0 for one not created yet)."""
-    pipe = redis.pipeline(transaction=False)
-    for stream in keys.ALL_STREAMS:
-        pipe.xlen(stream)
-    lengths = await pipe.execute()
-    return dict(zip(keys.ALL_STREAMS, (int(n) for n in lengths), strict=True))
-
-
 async def refresh_stream_gauges(redis: aioredis.Redis, streams: Sequence[str]) -> None:
     """Update the gauges of the given streams (length; each reading group's pending count and lag) and
     the dead-letter stream's length."""
