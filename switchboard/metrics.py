@@ -12,12 +12,13 @@ says "none yet" rather than "no data" before the first event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -267,6 +268,24 @@ def timed_work(stage: str) -> Iterator[None]:
         yield
     finally:
         STAGE_WORK.labels(stage=stage).observe(time.perf_counter() - start)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def works_for(stage: str) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
+    """Decorate an async method whose whole duration is `stage`'s work (a request it answers itself)."""
+
+    def decorate(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+        @functools.wraps(method)
+        async def timed(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with timed_work(stage):
+                return await method(*args, **kwargs)
+
+        return timed
+
+    return decorate
 
 
 # What the thread running a stage's call spent waiting (for the model's lock) rather than working.

@@ -42,7 +42,7 @@ from switchboard.metrics import (
     FailureMode,
     start_failure_modes,
     start_series,
-    timed_work,
+    works_for,
 )
 from switchboard.preview import typed_matches
 from switchboard.rpc import ToolHostClient, catalogue_stale
@@ -123,6 +123,7 @@ class Gateway:
 
     # ---- the API ----
 
+    @works_for(STAGE)
     async def submit(
         self,
         text: str,
@@ -137,10 +138,6 @@ class Gateway:
         A request sent again under the same `idempotency_key` (its answer was lost: the connection
         broke, or Redis went away after the run was recorded) is answered with the run the first copy
         made; nothing is published twice. `api` names the API the turn came by, for the metrics."""
-        with timed_work(STAGE):
-            return await self._submit(text, session_id, dry_run, idempotency_key, api)
-
-    async def _submit(self, text: str, session_id: str, dry_run: bool, idempotency_key: str, api: str) -> pb.Run:
         text = text.strip()
         if not text:
             raise InvalidRequest("text is empty: say what you want done")
@@ -236,6 +233,7 @@ class Gateway:
     async def list_tools(self) -> list[pb.ToolInfo]:
         return list((await self.catalogue()).values())
 
+    @works_for(STAGE)
     async def confirm(
         self,
         run_id: str,
@@ -388,6 +386,7 @@ class Gateway:
         if expired:
             FAILURE_MODES.labels(stage=STAGE, mode=FailureMode.CONFIRMATION_EXPIRED).inc()
 
+    @works_for(STAGE)
     async def fill(self, run_id: str, step: int, values_json: str) -> pb.Run:
         """The values a step waits for (its open `missing` parameters): checked against the tool's
         schema with the step's other arguments, then handed to the planner, which takes the run up
@@ -451,6 +450,7 @@ class Gateway:
     async def audit(self, session_id: str = "", run_id: str = "", limit: int = 50) -> list[pb.AuditEntry]:
         return await self.toolhost.audit(session_id, run_id, max(1, min(limit, 1000)))
 
+    @works_for(STAGE)
     async def undo(self, run_id: str, step: int) -> pb.Run:
         """Undo the effect of a step that ran, through the tool host, and record it on the run."""
         run = await self.store.get(run_id)

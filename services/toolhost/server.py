@@ -9,7 +9,7 @@ import grpc
 from services.toolhost.app import STAGE, ToolHost
 from services.toolhost.core import MAX_AUDIT_ENTRIES, MissingApproval, fitted_audit
 from switchboard.errors import InvalidRequest, NotFound
-from switchboard.metrics import timed_work
+from switchboard.metrics import works_for
 from switchboard.v1 import switchboard_pb2 as pb
 from switchboard.v1 import switchboard_pb2_grpc as pb_grpc
 
@@ -21,15 +21,16 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
         return pb.ListToolsResponse(tools=self.host.catalogue())
 
+    # The stream path times its work in the stream worker; calls over gRPC are timed here.
+    @works_for(STAGE)
     async def CallTool(self, request: pb.CallToolRequest, context: grpc.aio.ServicerContext) -> pb.StepResult:
         if not request.tool:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tool is empty")
-        # The stream path times its work in the stream worker; a call over gRPC is timed here.
-        with timed_work(STAGE):
-            return await self.host.call(
-                request.tool, request.arguments_json, request.run_id, request.step, request.approval, request.session_id
-            )
+        return await self.host.call(
+            request.tool, request.arguments_json, request.run_id, request.step, request.approval, request.session_id
+        )
 
+    @works_for(STAGE)
     async def Undo(self, request: pb.UndoRequest, context: grpc.aio.ServicerContext) -> pb.UndoResponse:
         try:
             actions = await self.host.undo(request.run_id, request.step, request.approval, request.session_id)
@@ -41,6 +42,7 @@ class ToolHostServicer(pb_grpc.ToolHostServicer):
             raise
         return pb.UndoResponse(actions=actions)
 
+    @works_for(STAGE)
     async def PreviewCall(self, request: pb.PreviewRequest, context: grpc.aio.ServicerContext) -> pb.Preview:
         try:
             return await self.host.preview(request.tool, request.arguments_json)

@@ -294,8 +294,10 @@ async def test_a_rejection_and_an_expiry_are_counted_as_such(gateway) -> None:  
     rejected, expired = decided("rejected", "none"), decided("expired", "none")
     caught = sample("switchboard_failure_modes_total", stage="gateway", mode="confirmation_expired")
     run = await waiting(gw, host, "filesystem.delete_file", {"path": "/d/b.txt"})
+    work = sample("switchboard_stage_work_seconds_count", stage="gateway")
     await gw.confirm(run.run_id, 1, False, reason="I still need it")
     assert decided("rejected", "none") == rejected + 1
+    assert sample("switchboard_stage_work_seconds_count", stage="gateway") == work + 1  # a decision is work too
     late = await waiting(gw, host, "filesystem.delete_file", {"path": "/d/c.txt"})
     await waited_since(gw, late.run_id, 1.0, due=True)
     assert await gw.expire_waiting() == 1

@@ -401,3 +401,6 @@ async def test_a_call_over_grpc_is_the_tool_hosts_work(host: ToolHost, root: Pat
     result = await ToolHostServicer(host).CallTool(request, None)  # type: ignore[arg-type]
     assert result.status == pb.STEP_STATUS_SUCCEEDED
     assert sample("switchboard_stage_work_seconds_count", stage="toolhost") == work + 1
+    preview = pb.PreviewRequest(tool="filesystem.read_file", arguments_json=args)
+    await ToolHostServicer(host).PreviewCall(preview, None)  # type: ignore[arg-type]
+    assert sample("switchboard_stage_work_seconds_count", stage="toolhost") == work + 2
