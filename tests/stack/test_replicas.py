@@ -13,7 +13,7 @@ import pytest
 
 from switchboard import keys
 from tests.stack.supervised import SupervisedStack
-from tests.stack.test_faults import assert_one_answer, events, run_record, submit, when_handling
+from tests.stack.test_faults import assert_one_answer, events, run_record, submit
 
 pytestmark = pytest.mark.stack
 
@@ -74,9 +74,8 @@ def test_a_replica_killed_mid_step_leaves_its_message_to_the_other(
 ) -> None:
     pids = replicated.pids()
     run_id = submit(replicated, f"List the files in {workspace}")
-    when_handling(replicated, run_id)
     # Kill the replica that holds the turn.
-    holder = holding_consumer(replicated)
+    holder = holding_consumer(replicated, run_id)
     label = next(label for label, pid in pids.items() if label.startswith("planner") and holder.endswith(f"-{pid}"))
     started = time.monotonic()
     replicated.kill(label)
@@ -87,12 +86,18 @@ def test_a_replica_killed_mid_step_leaves_its_message_to_the_other(
     replicated.wait_restarted(label, pids[label], timeout=240)
 
 
-def holding_consumer(stack: SupervisedStack) -> str:
+def holding_consumer(stack: SupervisedStack, run_id: str, timeout: float = 60.0) -> str:
+    """The consumer that holds the run's turn, as soon as a planner replica has read it and not yet
+    finished it (mid-step). Who holds it is read in the same look that finds it held: a second look
+    may come after the replica finished."""
     client = stack.redis()
+    deadline = time.monotonic() + timeout
     try:
-        pending = client.xpending_range(keys.TURNS, keys.GROUP_PLANNER, min="-", max="+", count=1)
+        while not (pending := client.xpending_range(keys.TURNS, keys.GROUP_PLANNER, min="-", max="+", count=1)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no planner replica ever held the turn: {run_record(stack, run_id)}")
+            time.sleep(0.002)
     finally:
         client.close()
-    assert pending, "the turn was finished before it could be killed"
     name = pending[0]["consumer"]
     return name.decode() if isinstance(name, bytes) else str(name)
