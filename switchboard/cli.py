@@ -362,21 +362,12 @@ def metrics_endpoints(client: redis.Redis) -> list[Endpoint]:
     Redis does not answer)."""
     import socket
 
-    from switchboard import keys
+    from switchboard.status import heartbeat_records
 
-    endpoints = []
-    for key in client.scan_iter(match=keys.SERVICE_PATTERN, count=100):
-        raw = client.get(key)
-        if raw is None:  # expired since the scan
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError:
-            continue  # not a heartbeat a service wrote; nothing to scrape
-        endpoint = endpoint_from_heartbeat(record, socket.gethostname()) if isinstance(record, dict) else None
-        if endpoint is not None:
-            endpoints.append(endpoint)
-    return sorted(set(endpoints), key=lambda e: (e.service, e.replica, e.url))
+    here = socket.gethostname()
+    endpoints = [endpoint_from_heartbeat(record, here) for record in heartbeat_records(client)]
+    found = [endpoint for endpoint in endpoints if endpoint is not None]
+    return sorted(set(found), key=lambda e: (e.service, e.replica, e.url))
 
 
 def scrape_all(http: httpx.Client, endpoints: list[Endpoint]) -> dict[Endpoint, Scrape | str]:

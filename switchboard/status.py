@@ -54,6 +54,23 @@ def dead_letter_summary(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str
     }
 
 
+def heartbeat_records(client: redis.Redis) -> list[dict[str, Any]]:
+    """Every running service replica's heartbeat record (`ServiceRuntime._heartbeat`), parsed; one that
+    expired since the scan, or that no service wrote, is left out. `RedisError` if Redis does not answer."""
+    records = []
+    for key in client.scan_iter(match=keys.SERVICE_PATTERN, count=100):
+        raw = client.get(key)
+        if raw is None:  # expired since the scan
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def collect_status(redis_url: str, password: str | None = None) -> dict[str, Any]:
     """`{"redis": {"url", "streams": {name: length}}, "dead_letters": {"length", "newest": [{"id",
     "stream", "group", "run_id", "error"}]}, "services": [{"name", "replica", "pid", "grpc", "healthy",
@@ -71,7 +88,7 @@ def collect_status(redis_url: str, password: str | None = None) -> dict[str, Any
             "length": int(client.xlen(keys.DEAD_LETTERS)),
             "newest": [dead_letter_summary(entry_id, fields) for entry_id, fields in dead],
         }
-        records = [client.get(key) for key in client.scan_iter(match=keys.SERVICE_PATTERN, count=100)]
+        records = heartbeat_records(client)
         restarts = {
             (label.decode() if isinstance(label, bytes) else label): json.loads(body)
             for label, body in dict(client.hgetall(keys.RESTARTS)).items()
@@ -86,10 +103,7 @@ def collect_status(redis_url: str, password: str | None = None) -> dict[str, Any
     finally:
         client.close()
     services = []
-    for raw in records:
-        if raw is None:
-            continue
-        record = json.loads(raw)
+    for record in records:
         replica = int(record.get("replica", 0))
         label = record["name"] if replica == 0 else f"{record['name']}#{replica}"
         services.append(
